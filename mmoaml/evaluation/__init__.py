@@ -1,0 +1,3 @@
+from . import functional, metrics  # noqa: F401
+from .functional import *  # noqa: F401,F403
+from .metrics import *  # noqa: F401,F403
