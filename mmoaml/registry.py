@@ -57,7 +57,7 @@ TRANSFORMS = Registry('transform', parent=MMPRETRAIN_TRANSFORMS, locations=['mmo
 
 MODELS = Registry('model', parent=MMPRETRAIN_MODELS, locations=['mmoaml.models'])
 MODEL_WRAPPERS = Registry(
-    'model_wrapper', parent=MMPRETRAIN_MODEL_WRAPPERS, locations=['mmoaml.models'])
+    'model_wrapper', parent=MMPRETRAIN_MODEL_WRAPPERS, locations=['mmoaml.engine'])
 WEIGHT_INITIALIZERS = Registry(
     'weight initializer', parent=MMPRETRAIN_WEIGHT_INITIALIZERS, locations=['mmoaml.models'])
 
