@@ -1,1 +1,3 @@
+from .iresnet import IResNet
 
+__all__ = ['IResNet']

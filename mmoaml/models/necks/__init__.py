@@ -1,1 +1,3 @@
+from .face_embedding_neck import FaceEmbeddingNeck
 
+__all__ = ['FaceEmbeddingNeck']
