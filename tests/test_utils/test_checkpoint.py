@@ -1,0 +1,298 @@
+"""Safe checkpoint loading: resume works with no flag, unknown files cannot run code."""
+import argparse
+import functools
+import http.server
+import itertools
+import os.path as osp
+import pickle
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.evaluator import BaseMetric
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer
+from mmengine.model import BaseModel
+from mmengine.runner import CheckpointLoader, Runner
+from torch.utils.data import Dataset
+
+from mmoaml.utils import (TRUST_ENV_VAR, UnsafeCheckpointError, load_checkpoint_file,
+                          strip_to_weights, trusted_checkpoints)
+from mmoaml.utils.checkpoint import load_from_http_safe, load_from_local_safe
+
+ITERS_PER_EPOCH = 2  # 8 samples, batch 4
+_run_ids = itertools.count()  # runners created in the same second need distinct names
+
+
+class _ToyModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 1)
+        with torch.no_grad():  # fixed init so that runs are comparable
+            self.fc.weight.copy_(torch.tensor([[0.3, -0.2]]))
+            self.fc.bias.zero_()
+
+    def forward(self, inputs, labels, mode='tensor'):
+        out = self.fc(torch.stack(inputs)).squeeze(1)
+        labels = torch.stack(labels)
+        if mode == 'loss':
+            return dict(loss=((out - labels)**2).mean())
+        return [dict(pred=o, gt=t) for o, t in zip(out, labels)]
+
+
+class _ToyData(Dataset):
+    metainfo = dict(classes=('a', 'b'))
+
+    def __init__(self):
+        generator = torch.Generator().manual_seed(0)
+        self.x = torch.randn(8, 2, generator=generator)
+        self.y = self.x @ torch.tensor([1.0, 2.0])
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return dict(inputs=self.x[i], labels=self.y[i])
+
+
+class _ToyMetric(BaseMetric):
+
+    def process(self, data_batch, data_samples):
+        self.results += [float((d['pred'] - d['gt'])**2) for d in data_samples]
+
+    def compute_metrics(self, results):
+        # A numpy scalar on purpose: it ends up in the message hub (best_score) as in real runs.
+        return dict(mse=np.float64(np.mean(results)))
+
+
+class _RecordResumedState(Hook):
+    """Hook capturing what the runner holds right after load_or_resume (before training)."""
+
+    def __init__(self):
+        self.state = None
+
+    def before_train(self, runner):
+        optimizer = runner.optim_wrapper.optimizer
+        self.state = dict(
+            epoch=runner.epoch,
+            iter=runner.iter,
+            lr=optimizer.param_groups[0]['lr'],
+            momentum={k: v['momentum_buffer'].clone()
+                      for k, v in optimizer.state_dict()['state'].items()},
+            loss_count=len(runner.message_hub.get_scalar('train/loss').data[0]),
+            best_score=runner.message_hub.get_info('best_score'))
+
+
+def _runner(work_dir, max_epochs, hooks=(), **kwargs):
+    loader = dict(
+        dataset=_ToyData(),
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        batch_size=4,
+        num_workers=0)
+    return Runner(
+        model=_ToyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=loader,
+        val_dataloader=loader,
+        val_evaluator=[_ToyMetric()],
+        val_cfg=dict(),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        param_scheduler=[dict(type='MultiStepLR', milestones=[1], by_epoch=True)],
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1, save_best='mse', rule='less'),
+            logger=dict(type='LoggerHook', interval=1)),
+        custom_hooks=list(hooks),
+        randomness=dict(seed=0),
+        experiment_name=f'toy_{next(_run_ids)}',
+        **kwargs)
+
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory):
+    """A finished 2-epoch run: its work_dir and final optimizer/message-hub state."""
+    work_dir = tmp_path_factory.mktemp('run')
+    runner = _runner(work_dir, max_epochs=2)
+    runner.train()
+    optimizer = runner.optim_wrapper.optimizer
+    final = dict(
+        lr=optimizer.param_groups[0]['lr'],
+        momentum={k: v['momentum_buffer'].clone()
+                  for k, v in optimizer.state_dict()['state'].items()},
+        loss_count=len(runner.message_hub.get_scalar('train/loss').data[0]),
+        best_score=runner.message_hub.get_info('best_score'))
+    return work_dir, final
+
+
+class _RunsCode:
+    """Unpickling this object executes Python code that creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f'open({self.marker!r}, "w").close()', )
+
+
+class _GetattrEscape:
+    """Tries to reach an attribute of an allowed class through builtins.getattr."""
+
+    def __reduce__(self):
+        return getattr, (np.ndarray, 'tofile')
+
+
+def _weights():
+    return {'fc.weight': torch.ones(1, 2), 'fc.bias': torch.zeros(1)}
+
+
+def test_loader_is_installed_without_patching_torch_load():
+    assert CheckpointLoader._get_checkpoint_loader('/some/file.pth') is load_from_local_safe
+    assert CheckpointLoader._get_checkpoint_loader('https://x/y.pth') is load_from_http_safe
+    assert torch.load is torch.serialization.load
+
+
+def test_resume_restores_epoch_optimizer_scheduler_and_message_hub(trained_run):
+    work_dir, final = trained_run
+    assert final['lr'] == pytest.approx(0.01)  # MultiStepLR milestone 1 passed: 0.1 * 0.1
+    recorder = _RecordResumedState()
+    runner = _runner(work_dir, max_epochs=3, hooks=[recorder], resume=True)
+    allowlisted_before = set(torch.serialization.get_safe_globals())
+    runner.train()
+    resumed = recorder.state
+    assert (resumed['epoch'], resumed['iter']) == (2, 2 * ITERS_PER_EPOCH)
+    assert resumed['lr'] == pytest.approx(final['lr'])
+    assert resumed['momentum'].keys() == final['momentum'].keys()
+    for key, buffer in final['momentum'].items():
+        assert torch.equal(resumed['momentum'][key], buffer)
+    assert resumed['loss_count'] == final['loss_count'] == 2 * ITERS_PER_EPOCH
+    assert resumed['best_score'] == final['best_score']
+    assert (runner.epoch, runner.iter) == (3, 3 * ITERS_PER_EPOCH)
+    # The allowlist is scoped to each load: nothing stays registered with torch afterwards.
+    assert set(torch.serialization.get_safe_globals()) == allowlisted_before
+
+
+def test_load_from_of_code_running_pickle_is_refused(tmp_path):
+    marker = tmp_path / 'marker'
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': _weights(), 'payload': _RunsCode(marker)}, evil)
+    for resume in (False, True):
+        runner = Runner(
+            model=_ToyModel(),
+            work_dir=str(tmp_path / 'wd'),
+            load_from=str(evil),
+            resume=resume,
+            experiment_name=f'toy_{next(_run_ids)}')
+        with pytest.raises(UnsafeCheckpointError) as info:
+            runner.load_or_resume()
+        message = str(info.value)
+        assert str(evil) in message and 'builtins.exec' in message
+        assert 'publish_model.py' in message and TRUST_ENV_VAR in message
+        assert not marker.exists()
+    # The file really is malicious: opting in runs its code (that is why opt-in is explicit).
+    with trusted_checkpoints():
+        load_checkpoint_file(str(evil))
+    assert marker.exists()
+
+
+def test_guarded_getattr_refuses_other_attributes(tmp_path):
+    path = tmp_path / 'escape.pth'
+    torch.save({'state_dict': _weights(), 'payload': _GetattrEscape()}, path)
+    with pytest.raises(UnsafeCheckpointError, match='getattr'):
+        load_checkpoint_file(str(path))
+
+
+def test_history_buffer_methods_are_restored(tmp_path):
+    buffer = HistoryBuffer()
+    buffer.update(1.5)
+    buffer.update(2)
+    path = tmp_path / 'hub.pth'
+    torch.save({'hub': buffer, 'best': np.float64(0.25)}, path)
+    loaded = load_checkpoint_file(str(path))
+    assert loaded['hub'].statistics('max') == 2 and loaded['hub'].mean() == pytest.approx(1.75)
+    assert loaded['best'] == 0.25
+
+
+def test_strip_to_weights_loads_with_plain_torch_load(trained_run, tmp_path):
+    work_dir, _ = trained_run
+    src = osp.join(work_dir, 'epoch_2.pth')
+    dst = tmp_path / 'published.pth'
+    strip_to_weights(src, str(dst))
+    stripped = torch.load(dst)  # torch's defaults: weights_only=True
+    assert set(stripped) == {'meta', 'state_dict'}
+    assert stripped['meta']['epoch'] == 2
+    full = load_checkpoint_file(src)
+    assert stripped['state_dict'].keys() == full['state_dict'].keys()
+    for key, value in full['state_dict'].items():
+        assert torch.equal(stripped['state_dict'][key], value)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(src)  # the unstripped training checkpoint is not weights-only
+
+
+def test_strip_to_weights_cleans_meta_and_needs_trust_for_foreign_objects(tmp_path):
+    src = tmp_path / 'lightning_like.ckpt'
+    torch.save({
+        'state_dict': _weights(),
+        'meta': {'score': np.float64(0.5), 'args': argparse.Namespace(lr=0.1), 'epoch': 3},
+        'hyper_parameters': argparse.Namespace(lr=0.1),
+    }, src)
+    with pytest.raises(UnsafeCheckpointError, match='argparse.Namespace'):
+        strip_to_weights(str(src), str(tmp_path / 'out.pth'))
+    stripped = strip_to_weights(str(src), str(tmp_path / 'out.pth'), trusted=True)
+    loaded = torch.load(tmp_path / 'out.pth')
+    assert loaded['meta'] == {'score': 0.5, 'epoch': 3} == stripped['meta']
+    assert type(loaded['meta']['score']) is float
+    with pytest.raises(ValueError, match='state_dict'):
+        torch.save({'weights': _weights()}, tmp_path / 'no_sd.pth')
+        strip_to_weights(str(tmp_path / 'no_sd.pth'), str(tmp_path / 'x.pth'))
+
+
+def test_opt_in_loads_full_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / 'full.ckpt'
+    torch.save({'state_dict': _weights(), 'hyper_parameters': argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint_file(str(path))
+    assert load_checkpoint_file(str(path), trusted=True)['hyper_parameters'].lr == 0.1
+    with trusted_checkpoints():
+        runner = Runner(
+            model=_ToyModel(),
+            work_dir=str(tmp_path / 'wd'),
+            load_from=str(path),
+            experiment_name=f'toy_{next(_run_ids)}')
+        runner.load_or_resume()
+    assert torch.equal(runner.model.fc.weight, torch.ones(1, 2))
+    with pytest.raises(UnsafeCheckpointError):  # the context manager does not leak
+        load_checkpoint_file(str(path))
+    monkeypatch.setenv(TRUST_ENV_VAR, '1')
+    assert load_checkpoint_file(str(path))['hyper_parameters'].lr == 0.1
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nothing.pth'):
+        load_checkpoint_file(str(tmp_path / 'nothing.pth'))
+
+
+def test_http_checkpoint_is_loaded_safely(tmp_path, monkeypatch):
+    served = tmp_path / 'served'
+    served.mkdir()
+    marker = tmp_path / 'marker'
+    torch.save({'state_dict': _weights(), 'payload': _RunsCode(marker)}, served / 'evil.pth')
+    torch.save({'state_dict': _weights()}, served / 'good.pth')
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f'http://127.0.0.1:{server.server_address[1]}'
+        good = CheckpointLoader.load_checkpoint(f'{base}/good.pth', map_location='cpu')
+        assert torch.equal(good['state_dict']['fc.weight'], torch.ones(1, 2))
+        with pytest.raises(UnsafeCheckpointError):
+            CheckpointLoader.load_checkpoint(f'{base}/evil.pth', map_location='cpu')
+        assert not marker.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
