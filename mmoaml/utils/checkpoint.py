@@ -129,15 +129,31 @@ def _trust_requested(trusted: bool) -> bool:
     return trusted or _trusted.get() or env
 
 
-def _describe_refusal(filename: str, unsafe: List[str], reason: str) -> str:
-    names = ', '.join(unsafe) if unsafe else f'(none found statically; unpickler said: {reason})'
-    if any(n.startswith(('pytorch_lightning.', 'lightning.')) for n in unsafe):
+def _scan_globals(filename: str) -> List[str]:
+    """Globals the file references beyond the currently allowed ones (static scan)."""
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(filename))
+    except Exception:  # legacy (non-zip) files cannot be scanned; the caller keeps the reason
+        return []
+
+
+def _describe_refusal(filename: str, refused: List[str], referenced: List[str],
+                      reason: str) -> str:
+    """Error text: what the file references, what kind of file that suggests, what to do.
+
+    ``refused`` are the globals beyond mmoaml's allowlist, ``referenced`` all globals beyond
+    torch's defaults (so it also shows MMEngine's own objects, which are allowed).
+    """
+    names = ', '.join(refused) if refused else f'(none found statically; unpickler said: {reason})'
+    if any(n.startswith(('pytorch_lightning.', 'lightning.')) for n in referenced):
         kind = 'It looks like a PyTorch Lightning checkpoint (hyper-parameters, callbacks).'
-    elif any(n.startswith('mmengine.') for n in unsafe) or not unsafe:
+    elif any(n.startswith('mmengine.') for n in referenced):
         kind = ('It looks like a full MMEngine training checkpoint (optimizer, schedulers, '
                 'message hub) holding objects beyond what MMEngine itself stores.')
-    else:
+    elif refused:
         kind = 'It holds Python objects besides tensors and plain containers.'
+    else:
+        kind = 'It uses allowed globals in a way weights-only loading refuses.'
     return (f'Refusing to unpickle checkpoint "{filename}": weights-only loading does not allow '
             f'the globals it references: {names}. {kind} If you trust where the file came from, '
             f'strip it to weights once and load the stripped file: '
@@ -166,6 +182,7 @@ def load_checkpoint_file(filename: str,
 
     Raises:
         FileNotFoundError: ``filename`` is not a file.
+        RuntimeError: The file is not a readable ``torch.save`` file (truncated, corrupt).
         UnsafeCheckpointError: The file needs globals beyond the allowlist and trust was not
             given; the message says which, and how to strip or opt in.
     """
@@ -186,11 +203,13 @@ def load_checkpoint_file(filename: str,
         try:
             return torch.load(filename, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as err:
-            try:
-                unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-            except Exception:  # legacy (non-zip) files cannot be scanned; keep the reason
-                unsafe = []
-            raise UnsafeCheckpointError(_describe_refusal(filename, unsafe, str(err))) from err
+            failure = err
+        except (RuntimeError, EOFError) as err:  # torch's messages do not name the file
+            raise RuntimeError(f'could not read checkpoint "{filename}": {err}') from err
+        refused = _scan_globals(filename)
+    referenced = _scan_globals(filename)
+    raise UnsafeCheckpointError(
+        _describe_refusal(filename, refused, referenced, str(failure))) from failure
 
 
 def load_from_local_safe(filename: str, map_location: MapLocation = None) -> Any:

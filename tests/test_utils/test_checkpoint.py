@@ -200,8 +200,9 @@ def test_load_from_of_code_running_pickle_is_refused(tmp_path):
 def test_guarded_getattr_refuses_other_attributes(tmp_path):
     path = tmp_path / 'escape.pth'
     torch.save({'state_dict': _weights(), 'payload': _GetattrEscape()}, path)
-    with pytest.raises(UnsafeCheckpointError, match='getattr'):
+    with pytest.raises(UnsafeCheckpointError, match='getattr') as info:
         load_checkpoint_file(str(path))
+    assert 'allowed globals in a way' in str(info.value)
 
 
 def test_history_buffer_methods_are_restored(tmp_path):
@@ -229,6 +230,20 @@ def test_strip_to_weights_loads_with_plain_torch_load(trained_run, tmp_path):
         assert torch.equal(stripped['state_dict'][key], value)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(src)  # the unstripped training checkpoint is not weights-only
+
+
+def test_refusal_of_full_mmengine_checkpoint_says_so(trained_run, tmp_path):
+    work_dir, _ = trained_run
+    full = load_checkpoint_file(osp.join(work_dir, 'epoch_2.pth'))
+    full['message_hub']['runtime_info']['custom'] = argparse.Namespace(note='hook state')
+    path = tmp_path / 'custom.pth'
+    torch.save(full, path)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        load_checkpoint_file(str(path))
+    message = str(info.value)
+    # Only the object beyond the allowlist is reported; MMEngine's own state is not at fault.
+    assert 'it references: argparse.Namespace. ' in message
+    assert 'full MMEngine training checkpoint' in message
 
 
 def test_strip_to_weights_cleans_meta_and_needs_trust_for_foreign_objects(tmp_path):
@@ -269,9 +284,14 @@ def test_opt_in_loads_full_checkpoint(tmp_path, monkeypatch):
     assert load_checkpoint_file(str(path))['hyper_parameters'].lr == 0.1
 
 
-def test_missing_file_is_named(tmp_path):
+def test_missing_and_corrupt_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nothing.pth'):
         load_checkpoint_file(str(tmp_path / 'nothing.pth'))
+    torch.save({'state_dict': _weights()}, tmp_path / 'whole.pth')
+    data = (tmp_path / 'whole.pth').read_bytes()
+    (tmp_path / 'truncated.pth').write_bytes(data[:len(data) // 2])
+    with pytest.raises(RuntimeError, match='truncated.pth'):
+        load_checkpoint_file(str(tmp_path / 'truncated.pth'))
 
 
 def test_http_checkpoint_is_loaded_safely(tmp_path, monkeypatch):
