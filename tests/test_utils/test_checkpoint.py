@@ -24,6 +24,8 @@ from mmoaml.utils.checkpoint import load_from_http_safe, load_from_local_safe
 
 ITERS_PER_EPOCH = 2  # 8 samples, batch 4
 _run_ids = itertools.count()  # runners created in the same second need distinct names
+# Each Runner makes its default scope the current one; keep it mmoaml's for later tests.
+SCOPE = 'mmoaml'
 
 
 class _ToyModel(BaseModel):
@@ -108,6 +110,7 @@ def _runner(work_dir, max_epochs, hooks=(), **kwargs):
         custom_hooks=list(hooks),
         randomness=dict(seed=0),
         experiment_name=f'toy_{next(_run_ids)}',
+        default_scope=SCOPE,
         **kwargs)
 
 
@@ -184,7 +187,8 @@ def test_load_from_of_code_running_pickle_is_refused(tmp_path):
             work_dir=str(tmp_path / 'wd'),
             load_from=str(evil),
             resume=resume,
-            experiment_name=f'toy_{next(_run_ids)}')
+            experiment_name=f'toy_{next(_run_ids)}',
+            default_scope=SCOPE)
         with pytest.raises(UnsafeCheckpointError) as info:
             runner.load_or_resume()
         message = str(info.value)
@@ -275,7 +279,8 @@ def test_opt_in_loads_full_checkpoint(tmp_path, monkeypatch):
             model=_ToyModel(),
             work_dir=str(tmp_path / 'wd'),
             load_from=str(path),
-            experiment_name=f'toy_{next(_run_ids)}')
+            experiment_name=f'toy_{next(_run_ids)}',
+            default_scope=SCOPE)
         runner.load_or_resume()
     assert torch.equal(runner.model.fc.weight, torch.ones(1, 2))
     with pytest.raises(UnsafeCheckpointError):  # the context manager does not leak

@@ -79,7 +79,7 @@ def test_train_mode_embedding_is_unit_and_norm_carries_gradient():
 
 
 def test_parameter_count_and_reference_init():
-    neck = MODELS.build(dict(type='FaceEmbeddingNeck'))
+    neck = MODELS.build(dict(type='FaceEmbeddingNeck', _scope_='mmoaml'))
     assert sum(p.numel() for p in neck.parameters()) == 12_846_592
     assert neck.dropout.p == 0.4
     neck.init_weights()
