@@ -103,7 +103,8 @@ def test_stage_shapes_at_112_and_224_and_bottleneck():
 
 
 def test_real_forward_ir18_gives_finite_unit_embeddings():
-    backbone = MODELS.build(dict(type='IResNet', _scope_='mmoaml', depth=18, out_indices=(2, 3))).eval()
+    cfg = dict(type='IResNet', _scope_='mmoaml', depth=18, out_indices=(2, 3))
+    backbone = MODELS.build(cfg).eval()
     neck = FaceEmbeddingNeck().eval()
     with torch.no_grad():
         maps = backbone(torch.rand(1, 3, 112, 112))
