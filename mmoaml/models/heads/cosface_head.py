@@ -1,0 +1,44 @@
+"""CosFace: additive cosine margin on the target class."""
+from typing import List, Optional, Union
+
+import torch
+
+from mmoaml.registry import MODELS
+from .cosine_margin_head import CosineMarginHead
+
+
+@MODELS.register_module()
+class CosFaceHead(CosineMarginHead):
+    """CosFace margin head (Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face
+    Recognition", CVPR 2018, https://arxiv.org/abs/1801.09414), as in mk-minchul/AdaFace
+    ``head.py``.
+
+    Target logit ``s * (cos - m)``, other logits ``s * cos``. ``norm`` is accepted for a common
+    call signature with :class:`AdaFaceHead` and unused. Kernel layout, initialisation and
+    reference deviations: :class:`CosineMarginHead`.
+
+    Args:
+        embed_dim (int): Embedding size. Defaults to 512.
+        num_classes (int): Number of identities. Defaults to 70,722 (reference default).
+        m (float): Cosine margin. Defaults to 0.4 (CosFace).
+        s (float): Logit scale. Defaults to 64 (CosFace).
+        eps (float): Cosine clamp margin. Defaults to 1e-4 (AdaFace ``head.py``).
+        init_cfg (dict | list[dict], optional): MMEngine initialisation config. Defaults to None.
+
+    Examples:
+        >>> # config: dict(type='CosFaceHead', embed_dim=512, num_classes=10572)
+    """
+
+    def __init__(self,
+                 embed_dim: int = 512,
+                 num_classes: int = 70722,
+                 m: float = 0.4,
+                 s: float = 64.,
+                 eps: float = 1e-4,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(embed_dim, num_classes, s=s, eps=eps, init_cfg=init_cfg)
+        self.m = m
+
+    def margin_target(self, target_cos: torch.Tensor,
+                      norm: Optional[torch.Tensor]) -> torch.Tensor:
+        return target_cos - self.m
