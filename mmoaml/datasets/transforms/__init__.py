@@ -1,1 +1,14 @@
+from .face_augmenter import FaceAugmenter
+from .face_template import ARCFACE_TEMPLATE_112, face_region_prior, template_points
+from .medical_mask import MedicalMaskOcclusion
+from .niqab import NiqabOcclusion
+from .occluder_base import ALPHA_OCCLUDED, BaseOccluder, OccluderStyle
+from .pack_face_inputs import PackFaceInputs
+from .random_occlusion import RandomOcclusion
+from .sunglasses import SunglassesOcclusion
 
+__all__ = [
+    'ARCFACE_TEMPLATE_112', 'template_points', 'face_region_prior', 'BaseOccluder',
+    'OccluderStyle', 'ALPHA_OCCLUDED', 'MedicalMaskOcclusion', 'NiqabOcclusion',
+    'SunglassesOcclusion', 'RandomOcclusion', 'FaceAugmenter', 'PackFaceInputs'
+]

@@ -4,6 +4,7 @@ Every aligned face in mmoaml is a 112x112 crop warped to the standard ArcFace 5-
 (insightface ``face_align.py``; the 96x112 SphereFace points shifted by +8 px in x). Occluders are
 placed from these points, so no landmark detector is needed in training.
 """
+from functools import lru_cache
 from typing import Tuple
 
 import numpy as np
@@ -30,10 +31,15 @@ def face_region_prior(size: Tuple[int, int] = (112, 112)) -> np.ndarray:
     the nose vertically; half-width 1.15 interocular distances (reaches the cheeks' outline);
     half-height 1.2 eye-to-mouth distances (from the hairline to below the chin). Used wherever a
     data set has no face-parsing mask, so that background and the crop's border count as not
-    visible (design.md, "Visibility maps").
+    visible (design.md, "Visibility maps"). Computed once per size; every call returns a fresh
+    copy that the caller may modify.
     """
-    h, w = size
-    pts = template_points(size)
+    return _face_region_prior(int(size[0]), int(size[1])).copy()
+
+
+@lru_cache(maxsize=16)
+def _face_region_prior(h: int, w: int) -> np.ndarray:
+    pts = template_points((h, w))
     eyes = pts[[LEFT_EYE, RIGHT_EYE]].mean(0)
     mouth = pts[[LEFT_MOUTH, RIGHT_MOUTH]].mean(0)
     interocular = float(pts[RIGHT_EYE, 0] - pts[LEFT_EYE, 0])
@@ -43,4 +49,6 @@ def face_region_prior(size: Tuple[int, int] = (112, 112)) -> np.ndarray:
     ax, ay = 1.15 * interocular, 1.2 * eye_mouth
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     inside = ((xs - cx) / ax)**2 + ((ys - cy) / ay)**2 <= 1.0
-    return inside.astype(np.float32)
+    prior = inside.astype(np.float32)
+    prior.flags.writeable = False
+    return prior
