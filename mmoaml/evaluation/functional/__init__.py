@@ -1,1 +1,8 @@
+from .verification import (L2_THRESHOLDS, TarAtFar, contiguous_folds, equal_error_rate,
+                           roc_auc, roc_curve, tar_at_far, verification_accuracy,
+                           verification_accuracy_l2)
 
+__all__ = [
+    'L2_THRESHOLDS', 'TarAtFar', 'contiguous_folds', 'equal_error_rate', 'roc_auc', 'roc_curve',
+    'tar_at_far', 'verification_accuracy', 'verification_accuracy_l2'
+]
