@@ -5,15 +5,15 @@ import numpy as np
 
 from mmoaml.registry import TRANSFORMS
 from .face_template import ARCFACE_TEMPLATE_112, LEFT_MOUTH, NOSE, RIGHT_MOUTH
-from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, draw_polylines,
-                            fill_layer, fill_polygons, jitter_points, jittered_pose, line_width,
-                            shade, template_scale, transform_points)
+from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_pose_args,
+                            draw_polylines, fill_layer, fill_polygons, jitter_points,
+                            jittered_pose, line_width, shade, template_scale, transform_points)
 
 _ANCHORS = ARCFACE_TEMPLATE_112[[NOSE, LEFT_MOUTH, RIGHT_MOUTH]].astype(np.float64)
 _CX = float(ARCFACE_TEMPLATE_112[[LEFT_MOUTH, RIGHT_MOUTH], 0].mean())
 _MOUTH_WIDTH = float(_ANCHORS[2, 0] - _ANCHORS[1, 0])
-#: Where every mask's top edge crosses the nose bridge: halfway between the eye line (51.6) and
-#: the nose tip (71.7) of the 112x112 template.
+#: Where every mask's top edge crosses the nose bridge, about halfway between the eye line (51.6)
+#: and the nose tip (71.7) of the 112x112 template.
 _BRIDGE = np.array([_ANCHORS[0, 0], 62.0])
 _BRIDGE_TO_MOUTH = float(_ANCHORS[1:, 1].mean() - _BRIDGE[1])
 
@@ -48,11 +48,10 @@ def _seam(top: float, bottom: float) -> np.ndarray:
     return np.array([[_CX, top], [_CX, bottom]])
 
 
-# Canonical shapes (112x112 template pixels; nose tip y = 71.7, mouth corners y = 92.3, eye line
-# y = 51.6). The top edge crosses the nose bridge at y = 61, halfway between the nose tip and the
-# eye line, and falls towards the cheeks (y = 67-69 under the eyes); the bottom reaches y = 113-115,
-# under the chin at the crop's lower border. The body is 2.3 mouth widths wide and, with the
-# loops reaching the ears, spans 4.0 mouth widths, the report's width including strings.
+# Canonical shapes (112x112 template pixels; eye line y = 51.6, nose tip y = 71.7, mouth corners
+# y = 92.3). The top edge crosses the nose bridge at y = 62-62.5 and falls towards the cheeks
+# (y = 67-69 under the eyes); the bottom reaches y = 113-115, under the chin at the crop's lower
+# border. Details: surgical pleats, cloth and KN95 centre seams.
 _SHAPES = {
     'surgical':
     _mask_geometry(34.0, lambda u: 62 + 11 * u**0.75, lambda u: 114 - 17 * u**2,
@@ -74,17 +73,20 @@ class MedicalMaskOcclusion(BaseOccluder):
     to the left, and left the nose bridge uncovered) and drawn procedurally instead of from a PNG:
 
     * Anchors: the template's nose tip and mouth corners, each moved by ``U(-3, 3)`` px in x and
-      y (``point_jitter``); the canonical mask is mapped onto the moved anchors by the affine map
-      through them, so its width follows the mouth width and its height the nose-to-mouth
-      distance, as in the report (width = mouth width x 4.0 x scale including strings, height =
-      nose-to-mouth x 4.0 x scale).
-    * Then scale ``U(0.95, 1.10)``, rotation ``U(-7, 7)`` degrees about the anchors' centroid and
+      y (``point_jitter``). As in the report, the mask's width follows the moved mouth width and
+      its top keeps a fixed offset above the moved nose tip; its height follows the moved
+      mouth line (the report: height = nose-to-mouth distance x 4.0 x scale, width = mouth width
+      x 4.0 x scale including strings, top 25 px above the nose).
+    * Then scale ``U(0.95, 1.10)`` and rotation ``U(-7, 7)`` degrees about the bridge point, and
       a shift of ``U(-5, 5)`` px in x and y (report defaults).
-    * Adapted extent: the report's template box starts 25 px above the nose tip, i.e. at the eye
-      line, because its PNG has transparent margins. The drawn mask instead starts on the nose
-      bridge (y = 61, 10 px above the nose tip and 10 px below the eye line at 112x112), falls
-      towards the cheeks, and ends under the chin at the crop's border; ear loops reach the crop's
-      sides. Under the full jitter no covered pixel comes within 3 px of an eye point (tested).
+    * Adapted extent: the report's box starts 25 px above the nose tip, i.e. at the eye line,
+      because its PNG template has transparent margins. The drawn mask instead starts on the
+      nose bridge (y = 62 at 112x112: 9.7 px above the nose tip, 10.4 px below the eye line),
+      falls towards the cheeks and ends under the chin at the crop's border; the body is 2.3
+      mouth widths wide and the ear loops take it to 3.6 mouth widths, the crop's sides. The
+      height is stretched about the bridge point so that the top stays on the nose: the
+      canonical mouth line lands on the moved one. Checked over every corner of the jitter
+      ranges, no covered pixel comes within 3.3 px of an eye point (tests assert 3 px).
 
     Styles: ``surgical_*`` (pleated, ``blue``/``white``/``green``), ``cloth_*`` (contoured with a
     centre seam; ``black``/``grey``/``striped``/``dotted``/``checked``) and ``kn95_*`` (folded,
@@ -135,6 +137,7 @@ class MedicalMaskOcclusion(BaseOccluder):
                  colour_jitter: int = 12,
                  seed=None) -> None:
         super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
+        check_pose_args('MedicalMaskOcclusion', point_jitter, shift, scale, rotation, 10.0)
         self.point_jitter = float(point_jitter)
         self.shift = float(shift)
         self.scale = tuple(float(s) for s in scale)
@@ -146,9 +149,9 @@ class MedicalMaskOcclusion(BaseOccluder):
         moved, offsets = jitter_points(rng, _ANCHORS, size, self.point_jitter)
         nose, left, right = moved
         # The report's frame: the top keeps a fixed offset above the nose tip (there 25 px, here
-        # the bridge point 9.7 px above it), the width follows the mouth width and the height
-        # the nose-to-mouth distance: the canonical mouth line lands on the moved mouth line.
-        # Stretching about the bridge keeps the top edge on the nose whatever the jitter.
+        # the bridge point 9.7 px above it) and the width follows the mouth width. The height is
+        # stretched about the bridge so that the canonical mouth line lands on the moved one and
+        # the top edge stays on the nose whatever the jitter.
         bridge = nose + (_BRIDGE - _ANCHORS[0]) * template_scale(size)
         sx = (right[0] - left[0]) / _MOUTH_WIDTH
         sy = ((left[1] + right[1]) / 2 - bridge[1]) / _BRIDGE_TO_MOUTH

@@ -12,6 +12,10 @@ take the layer's colour opaquely and every other pixel is left exactly as it was
 pixels are exactly the pixels the visibility mask marks as covered: no half-transparent rim whose
 label would be ambiguous. The procedural renderers draw binary alpha (``cv2.LINE_8``), so the rule
 only matters for soft alpha from external RGBA templates.
+
+Coordinates follow OpenCV: pixel (x, y) is centred at the integer point (x, y), the convention of
+the ``warpAffine`` alignment that defines the template points. Geometry is given in 112x112
+template pixels and scaled to the image (``template_scale``), so any crop size works.
 """
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -199,6 +203,18 @@ def similarity_map(src: np.ndarray, dst: np.ndarray, size: Size) -> np.ndarray:
                                                                 b.imag]])
 
 
+def check_pose_args(owner: str, point_jitter: float, shift: float, scale: Tuple[float, float],
+                    rotation: float, max_point_jitter: float) -> None:
+    """Reject jitter ranges that would fold the placement (e.g. mouth corners crossing)."""
+    if not 0 <= point_jitter < max_point_jitter:
+        raise ValueError(f'{owner}: point_jitter must be in [0, {max_point_jitter}), '
+                         f'got {point_jitter}')
+    if shift < 0 or rotation < 0:
+        raise ValueError(f'{owner}: shift and rotation must be >= 0, got {shift}, {rotation}')
+    if not 0 < scale[0] <= scale[1]:
+        raise ValueError(f'{owner}: scale must be 0 < low <= high, got {scale}')
+
+
 def jitter_points(rng: np.random.Generator, points: np.ndarray, size: Size,
                   amount: float) -> Tuple[np.ndarray, np.ndarray]:
     """Move template points (``[N, 2]``, 112 px frame) by ``U(-amount, amount)`` px in x and y.
@@ -232,8 +248,9 @@ def jittered_pose(rng: np.random.Generator, base: np.ndarray, centre: np.ndarray
     matrix[:, :2] = rot @ base[:, :2]
     matrix[:, 2] = rot @ (base[:, 2] - centre) + centre + translation * template_scale(size)
     params = dict(
-        scale=round(factor, 4), rotation_deg=round(angle, 3), shift=np.round(translation,
-                                                                             3).tolist())
+        scale=round(factor, 4),
+        rotation_deg=round(angle, 3),
+        shift=np.round(translation, 3).tolist())
     return matrix, params
 
 
@@ -261,7 +278,7 @@ def draw_polylines(canvas: np.ndarray, lines: Sequence[np.ndarray], value, thick
 
 def line_width(width_112: float, size: Size) -> int:
     """A stroke width given in 112-template pixels, in an ``(H, W)`` image's pixels (>= 1)."""
-    return max(1, int(round(width_112 * min(size) / 112.0)))
+    return max(1, int(width_112 * min(size) / 112.0 + 0.5))
 
 
 # ---------------------------------------------------------------- textures
@@ -327,7 +344,7 @@ def shade(layer: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=16)
 def _shade_map(h: int, w: int) -> np.ndarray:
     cx = float(ARCFACE_TEMPLATE_112[[LEFT_EYE, RIGHT_EYE], 0].mean()) * w / 112.0
-    xs = (np.arange(w) + 0.5 - cx) / (0.5 * w)
+    xs = (np.arange(w) - cx) / (0.5 * w)
     factor = np.clip(1.0 - 0.3 * xs**2, 0.7, 1.0)
     shade_map = np.empty((h, w, 3), np.uint8)
     shade_map[:] = np.round(factor * 255).astype(np.uint8)[None, :, None]

@@ -11,10 +11,14 @@ def noise_face():
 
 @pytest.fixture
 def pixel_distance():
-    """``f(points, size)`` -> ``[H, W]`` distance from each pixel centre to the nearest point."""
+    """``f(points, size)`` -> ``[H, W]`` distance from each pixel to the nearest point.
+
+    Pixel (x, y) sits at integer (x, y): the convention of cv2 drawing and of the warpAffine
+    alignment behind the template points.
+    """
 
     def distance(points, size=(112, 112)):
-        ys, xs = np.mgrid[0:size[0], 0:size[1]] + 0.5
+        ys, xs = np.mgrid[0:size[0], 0:size[1]]
         return np.min([np.hypot(xs - x, ys - y) for x, y in points], axis=0)
 
     return distance

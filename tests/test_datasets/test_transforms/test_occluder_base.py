@@ -93,8 +93,9 @@ def test_prob_is_the_application_rate(cls, noise_face):
 def test_holdout_styles_never_drawn_for_training_and_only_drawn_for_test(cls, noise_face):
     assert cls.HOLDOUT_STYLES, 'every occluder keeps some styles for test sets'
     train, test = cls(prob=1.0, styles='train', seed=0), cls(prob=1.0, styles='test', seed=0)
-    train_seen = {train(dict(img=noise_face, sample_idx=i))['occluder']['style'] for i in range(300)}
-    test_seen = {test(dict(img=noise_face, sample_idx=i))['occluder']['style'] for i in range(100)}
+    draw = lambda occ, i: occ(dict(img=noise_face, sample_idx=i))['occluder']['style']  # noqa
+    train_seen = {draw(train, i) for i in range(300)}
+    test_seen = {draw(test, i) for i in range(100)}
     assert train_seen == set(cls.STYLES) - set(cls.HOLDOUT_STYLES)
     assert test_seen == set(cls.HOLDOUT_STYLES)
     assert set(train.styles).isdisjoint(cls.HOLDOUT_STYLES)
@@ -116,6 +117,10 @@ def test_style_selection_arguments():
         RandomOcclusion(styles='test', holdout_styles=())
     with pytest.raises(ValueError, match='prob'):
         NiqabOcclusion(prob=1.5)
+    with pytest.raises(ValueError, match='point_jitter'):
+        MedicalMaskOcclusion(point_jitter=12)
+    with pytest.raises(ValueError, match='scale'):
+        SunglassesOcclusion(scale=(1.2, 0.9))
 
 
 @pytest.mark.parametrize('cls', OCCLUDERS)
