@@ -9,9 +9,15 @@ from mmengine.model import BaseModule
 
 from mmoaml.registry import MODELS
 
-# Correlation block size targeted by the automatic chunk size of ``match``: large enough for an
-# efficient matrix product, small enough to stay in a few tens of MB whatever P and G are.
-_BLOCK_BYTES = 32 * 2**20
+# Default blocks of ``match`` (measured with tools/benchmarks/qaconv_throughput.py): on CPU the
+# maxima reductions are memory-bound, so a block should stay near cache size, with 64 galleries
+# as the contiguous inner axis; accelerators prefer large blocks.
+_CPU_BLOCK_BYTES = 8 * 2**20
+_CPU_GALLERY_CHUNK = 64
+_DEVICE_BLOCK_BYTES = 128 * 2**20
+# Correlation value of a pair of locations involving a hidden one in 'mask' weighting: below
+# any cosine (>= -1) even after bfloat16 rounding, and exact in every compute dtype.
+_HIDDEN = -4.0
 _COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _WEIGHTINGS = ('mask', 'multiply')
 
@@ -44,8 +50,8 @@ class QAConvHead(BaseModule):
     gallery location ``s``. With ``weighting='mask'`` (default):
 
     - a location of visibility 0 is never a match candidate: ``u_r`` is the maximum over gallery
-      locations with ``b_s > 0`` only (the others are pushed to ``-inf`` *before* the max), and
-      likewise ``v_s`` over probe locations with ``a_r > 0``;
+      locations with ``b_s > 0`` only (the others are pushed below every cosine *before* the
+      max), and likewise ``v_s`` over probe locations with ``a_r > 0``;
     - each maximum gets the weight ``c_r = a_r * b_{s*(r)}`` (its own visibility times that of
       the location it matched; ``c_s = b_s * a_{r*(s)}`` in the other direction), so a soft
       visibility lowers the influence of a location and of matches onto a doubtful location;
@@ -64,10 +70,10 @@ class QAConvHead(BaseModule):
       contributes the fc bias alone (the fc of an all-zero input), so such a pair gets a finite
       score that is independent of its features.
 
-    Hence a location with visibility 0 can neither be selected nor change any score, in either
-    mode: its features may be replaced by anything, NaN included. The weights ``c`` depend on
-    the argmax, so with soft visibility a score can jump where two candidate locations of
-    different visibility tie. Gradients reach the features and, through ``c``, the visibility
+    Hence a location with visibility 0 can neither be selected nor change any score, in train
+    or eval mode: its features may be replaced by anything, NaN included. The weights ``c``
+    depend on the argmax, so with soft visibility a score can jump where two candidate locations
+    of different visibility tie. Gradients reach the features and, through ``c``, the visibility
     (OAML detaches the visibility before calling the head).
 
     ``weighting='multiply'`` is the OAML report's literal formula, kept for ablation:
@@ -75,17 +81,25 @@ class QAConvHead(BaseModule):
     cosines can be negative, a zero weight raises an occluded correlation to 0, which can then be
     the maximum, and occluded locations still enter the fc average as maxima of value 0.
 
-    **Precision and memory.** ``match`` scores ``P x G`` in blocks of ``chunk_size`` probes x
-    ``chunk_size`` galleries, so at most ``chunk_size^2 * hw^2`` correlations exist at once
-    (default: about 32 MB per block). The correlation of a block is one matrix product
-    ``[p*hw, C] x [C, g*hw]``; ``dtype=torch.bfloat16`` / ``torch.float16`` runs it (and the
-    maxima) in reduced precision, everything after the maxima runs in float32. Error bound against
-    float32 for unit local descriptors and no or binary visibility: each correlation is off by at
-    most ``3u`` (inputs rounded with relative error ``u`` each, result rounded once; ``u = 2^-9``
-    for bfloat16, ``2^-12`` for float16, ``|S| <= 1``), the maxima and weighted means are
-    1-Lipschitz in the max norm, so ``|score - score_fp32| <= 6u * g_logit * g_bn * sum|w|`` with
-    ``g = |gamma| / sqrt(running_var + eps)`` of the two BN layers; for a freshly initialised head
-    (``g = 1 / sqrt(1 + 1e-5)``, ``sum|w| = 1``) this is 0.0117 (bfloat16) and 0.0015 (float16).
+    **Precision, memory and speed.** ``match`` scores ``P x G`` in blocks of ``p`` probes x
+    ``g`` galleries (``chunk_size``), so at most ``p * g * hw^2`` correlations exist at once
+    (default on CPU: 64 galleries and about 8 MB per block; on an accelerator about 128 MB). The
+    correlation of a block is one matrix product ``[p*hw, C] x [C, hw*g]``, laid out so that both
+    maxima are vectorised reductions; ``tools/benchmarks/qaconv_throughput.py`` measures it
+    against the machine's matrix-multiply peak. Only the normalised descriptors of all maps
+    (``(P + G) * hw * C`` values in the compute dtype) are held besides the ``[P, G]`` scores.
+    ``dtype=torch.bfloat16`` / ``torch.float16`` runs the product (and the maxima) in reduced
+    precision, everything after the maxima runs in float32. Error bound against float32, for
+    no or binary visibility and a product that accumulates in float32 (CPU; on CUDA float16 needs
+    ``torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False``): with unit
+    descriptors each correlation is off by at most ``e = 3u + C * 2^-24`` (both inputs rounded
+    with relative error ``u``, the result rounded once, ``|S| <= 1``, float32 accumulation;
+    ``u = 2^-9`` for bfloat16, ``2^-12`` for float16); maxima are 1-Lipschitz in the max norm,
+    so ``|score - score_fp32| <= 2e * g_logit * g_bn * W`` with ``g = |gamma| /
+    sqrt(running_var + eps)`` of the two BN layers and ``W = sum_r |w_r| c_r / mean(c)``
+    (``sum|w|`` without visibility, 1 for the initial fc weight ``1/hw``). For a freshly
+    initialised head at C = 512 this is 0.0118 (bfloat16) and 0.0015 (float16); measured
+    maxima on random maps are about ten times smaller (test_qaconv_head.py).
 
     Args:
         num_features (int): Channels ``C`` of the matched maps. Defaults to 512 (IR body map).
@@ -159,16 +173,16 @@ class QAConvHead(BaseModule):
         """
         x = self._local_descriptors(feats, 'feats', torch.float32)
         v = self._visibility(vis, x.shape[0], 'vis')
-        corr = self._correlation(x, x)
-        values, weights = self._maxima(corr, v, v, symmetric=True)
-        return self._aggregate(values, weights)
+        probe, gallery = self._masked_descriptors(x, x, v, v)
+        corr = self._correlation(probe, self._location_major(gallery))
+        return self._block_scores(corr, *self._grid_vis(v, v), symmetric=True)
 
     def match(self,
               probe: torch.Tensor,
               gallery: torch.Tensor,
               probe_vis: Optional[torch.Tensor] = None,
               gallery_vis: Optional[torch.Tensor] = None,
-              chunk_size: Optional[int] = None,
+              chunk_size: Optional[Union[int, Tuple[int, int]]] = None,
               dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """Score every probe against every gallery map.
 
@@ -179,9 +193,11 @@ class QAConvHead(BaseModule):
                 indexed by probe location; None = all visible.
             gallery_vis (Tensor, optional): ``[G, 1, h, w]`` or ``[G, h*w]``, indexed by gallery
                 location; None = all visible.
-            chunk_size (int, optional): Probes and galleries per block in eval mode. Defaults to
-                None: chosen so that one block of correlations takes about 32 MB. Must be None
-                in train mode (batch-statistics BN needs all pairs at once).
+            chunk_size (int | tuple[int, int], optional): Probes and galleries per block in eval
+                mode (one int for both). Defaults to None: on CPU 64 galleries (the width the
+                maxima reductions vectorise well) and as many probes as fit in 8 MB of
+                correlations (cache-sized); on an accelerator square blocks of about 128 MB.
+                Must be None in train mode (batch-statistics BN needs all pairs at once).
             dtype (torch.dtype, optional): Compute precision of the correlations and maxima:
                 ``torch.float32`` (default), ``torch.bfloat16`` or ``torch.float16``; see the
                 class docstring for the error bound.
@@ -194,20 +210,21 @@ class QAConvHead(BaseModule):
         g = self._local_descriptors(gallery, 'gallery', compute)
         pv = self._visibility(probe_vis, p.shape[0], 'probe_vis')
         gv = self._visibility(gallery_vis, g.shape[0], 'gallery_vis')
+        p, g = self._masked_descriptors(p, g, pv, gv)
         if self.training:
-            if chunk_size is not None:
-                raise ValueError('QAConvHead.match: chunk_size must be None in train mode (the '
-                                 'BN layers use statistics over all pairs scored together)')
-            return self._aggregate(*self._maxima(self._correlation(p, g), pv, gv))
-        step = self._chunk_size(chunk_size, compute)
+            self._refuse_chunking(chunk_size, 'match')
+            corr = self._correlation(p, self._location_major(g))
+            return self._block_scores(corr, *self._grid_vis(pv, gv))
+        p_step, g_step = self._chunk_sizes(chunk_size, compute, p.device)
         scores = torch.empty(p.shape[0], g.shape[0], dtype=torch.float32, device=p.device)
-        for i in range(0, p.shape[0], step):
-            pv_i = None if pv is None else pv[i:i + step]
-            for j in range(0, g.shape[0], step):
-                gv_j = None if gv is None else gv[j:j + step]
-                corr = self._correlation(p[i:i + step], g[j:j + step])
-                scores[i:i + step, j:j + step] = self._aggregate(
-                    *self._maxima(corr, pv_i, gv_j))
+        for j in range(0, g.shape[0], g_step):
+            columns = self._location_major(g[j:j + g_step])
+            gv_j = None if gv is None else gv[j:j + g_step]
+            for i in range(0, p.shape[0], p_step):
+                pv_i = None if pv is None else pv[i:i + p_step]
+                corr = self._correlation(p[i:i + p_step], columns)
+                scores[i:i + p_step, j:j + g_step] = self._block_scores(
+                    corr, *self._grid_vis(pv_i, gv_j))
         return scores
 
     def match_pairs(self,
@@ -226,8 +243,8 @@ class QAConvHead(BaseModule):
             gallery (Tensor): ``[N, C, h, w]``.
             probe_vis (Tensor, optional): ``[N, 1, h, w]`` or ``[N, h*w]``.
             gallery_vis (Tensor, optional): ``[N, 1, h, w]`` or ``[N, h*w]``.
-            chunk_size (int, optional): Pairs per block in eval mode (default: about 32 MB of
-                correlations per block); must be None in train mode.
+            chunk_size (int, optional): Pairs per block in eval mode (default: as many as one
+                default block of :meth:`match` holds); must be None in train mode.
             dtype (torch.dtype, optional): Compute precision, as in :meth:`match`.
 
         Returns:
@@ -241,35 +258,52 @@ class QAConvHead(BaseModule):
                              f'number of maps, got {p.shape[0]} and {g.shape[0]}')
         pv = self._visibility(probe_vis, p.shape[0], 'probe_vis')
         gv = self._visibility(gallery_vis, g.shape[0], 'gallery_vis')
+        p, g = self._masked_descriptors(p, g, pv, gv)
         if self.training:
-            if chunk_size is not None:
-                raise ValueError('QAConvHead.match_pairs: chunk_size must be None in train mode '
-                                 '(the BN layers use statistics over all pairs scored together)')
+            self._refuse_chunking(chunk_size, 'match_pairs')
             step = max(p.shape[0], 1)
+        elif chunk_size is None:
+            step = math.prod(self._chunk_sizes(None, compute, p.device))
         else:
-            step = self._chunk_size(chunk_size, compute)**2
+            step = self._chunk_sizes(chunk_size, compute, p.device)[0]
         scores = []
         for i in range(0, p.shape[0], step):
-            pv_i = None if pv is None else pv[i:i + step, None]
-            gv_i = None if gv is None else gv[i:i + step, None]
-            corr = torch.bmm(p[i:i + step], g[i:i + step].transpose(1, 2)).unsqueeze(2)
-            scores.append(self._aggregate(*self._maxima(corr, pv_i, gv_i)).view(-1))
+            pv_i = None if pv is None else pv[i:i + step]
+            gv_i = None if gv is None else gv[i:i + step]
+            corr = torch.bmm(p[i:i + step], g[i:i + step].transpose(1, 2)).unsqueeze(3)
+            scores.append(
+                self._block_scores(corr, *self._grid_vis(pv_i, gv_i, aligned=True)).view(-1))
         return torch.cat(scores) if scores else p.new_zeros(0, dtype=torch.float32)
 
-    def _compute_dtype(self, dtype: Optional[torch.dtype]) -> torch.dtype:
+    @staticmethod
+    def _refuse_chunking(chunk_size, caller: str) -> None:
+        if chunk_size is not None:
+            raise ValueError(f'QAConvHead.{caller}: chunk_size must be None in train mode (the '
+                             'BN layers use statistics over all pairs scored together)')
+
+    @staticmethod
+    def _compute_dtype(dtype: Optional[torch.dtype]) -> torch.dtype:
         if dtype is None:
             return torch.float32
         if dtype not in _COMPUTE_DTYPES:
             raise ValueError(f'QAConvHead: dtype must be one of {_COMPUTE_DTYPES}, got {dtype}')
         return dtype
 
-    def _chunk_size(self, chunk_size: Optional[int], dtype: torch.dtype) -> int:
+    def _chunk_sizes(self, chunk_size: Optional[Union[int, Tuple[int, int]]],
+                     dtype: torch.dtype, device: torch.device) -> Tuple[int, int]:
+        """``(probes, galleries)`` per block."""
         if chunk_size is None:
             pair_bytes = self.hw * self.hw * torch.empty(0, dtype=dtype).element_size()
-            return max(1, math.isqrt(_BLOCK_BYTES // pair_bytes))
-        if not isinstance(chunk_size, int) or chunk_size <= 0:
-            raise ValueError(f'QAConvHead: chunk_size must be a positive int, got {chunk_size!r}')
-        return chunk_size
+            if device.type == 'cpu':
+                return max(1, _CPU_BLOCK_BYTES // (pair_bytes * _CPU_GALLERY_CHUNK)), \
+                    _CPU_GALLERY_CHUNK
+            side = max(1, math.isqrt(_DEVICE_BLOCK_BYTES // pair_bytes))
+            return side, side
+        sizes = (chunk_size, chunk_size) if isinstance(chunk_size, int) else tuple(chunk_size)
+        if len(sizes) != 2 or not all(isinstance(n, int) and n > 0 for n in sizes):
+            raise ValueError('QAConvHead: chunk_size must be a positive int or a pair of them, '
+                             f'got {chunk_size!r}')
+        return sizes
 
     def _local_descriptors(self, maps: torch.Tensor, name: str,
                            dtype: torch.dtype) -> torch.Tensor:
@@ -296,75 +330,123 @@ class QAConvHead(BaseModule):
             raise ValueError(f'QAConvHead: {name} must lie in [0, 1] (1 = visible)')
         return v
 
-    def _correlation(self, probe: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-        """``[p, hw, C] x [g, hw, C]`` -> ``S`` ``[p, hw(r), g, hw(s)]`` as one matrix product.
+    def _masked_descriptors(self, probe: torch.Tensor, gallery: torch.Tensor,
+                            probe_vis: Optional[torch.Tensor], gallery_vis: Optional[torch.Tensor]
+                            ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Fold the visibility-0 exclusion of ``'mask'`` weighting into the descriptors.
 
-        ``[p*hw, C] x [C, g*hw]`` keeps both operands contiguous and needs no permutation of the
-        result: both maxima reduce over an axis of this layout directly.
+        A hidden location's descriptor is replaced by zeros (so its features, NaN included,
+        cannot reach any correlation) and two extra channels ``[1, m]`` (probe) / ``[m, 1]``
+        (gallery) with ``m = _HIDDEN`` at hidden and 0 at other locations make the matrix product
+        itself return ``S + m_r + m_s``: exactly ``S`` between visible locations and at most
+        ``_HIDDEN`` (below any cosine, even rounded) wherever a hidden location is involved. This
+        costs no pass over the correlation block; the channels are padded to a multiple of 32 so
+        the product keeps its fast kernel. Without any hidden location the descriptors pass
+        through unchanged (so all-ones visibility runs the very same product as no visibility).
         """
-        p, g, hw = probe.shape[0], gallery.shape[0], self.hw
-        corr = probe.reshape(p * hw, -1) @ gallery.reshape(g * hw, -1).t()
-        return corr.view(p, hw, g, hw)
+        if self.weighting != 'mask' or not any(
+                vis is not None and bool((vis <= 0).any()) for vis in (probe_vis, gallery_vis)):
+            return probe, gallery
+        width = -(-(probe.shape[2] + 2) // 32) * 32
+        return (self._append_mask_channels(probe, probe_vis, width, (0, 1)),
+                self._append_mask_channels(gallery, gallery_vis, width, (1, 0)))
 
-    def _maxima(self,
-                corr: torch.Tensor,
-                probe_vis: Optional[torch.Tensor],
-                gallery_vis: Optional[torch.Tensor],
-                symmetric: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Both directions' maxima of ``corr`` and their visibility weights.
+    @staticmethod
+    def _append_mask_channels(x: torch.Tensor, vis: Optional[torch.Tensor], width: int,
+                              order: Tuple[int, int]) -> torch.Tensor:
+        extra = x.new_zeros(*x.shape[:2], width - x.shape[2])
+        extra[..., order[0]] = 1
+        if vis is not None:
+            hidden = (vis <= 0).unsqueeze(2)
+            x = torch.where(hidden, 0.0, x)
+            extra[..., order[1]] = torch.where(hidden[..., 0], _HIDDEN, 0.0)
+        return torch.cat((x, extra), dim=2)
 
-        Args:
-            corr (Tensor): ``[p, hw(r), g, hw(s)]``, or ``[n, hw, 1, hw]`` for aligned pairs.
-            probe_vis (Tensor | None): ``[p, hw]`` (``[n, 1, hw]`` for aligned pairs).
-            gallery_vis (Tensor | None): ``[g, hw]`` (``[n, 1, hw]`` for aligned pairs).
-            symmetric (bool): ``corr`` is a batch against itself with equal visibilities; the
-                gallery direction is then the transposed probe direction.
+    def _location_major(self, gallery: torch.Tensor) -> torch.Tensor:
+        """``[g, hw, K]`` -> ``[hw*g, K]`` (row ``s*g + j``): the column operand of a block."""
+        return gallery.transpose(0, 1).reshape(-1, gallery.shape[2])
+
+    def _correlation(self, probe: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """``[p, hw, K] x [hw*g, K]`` -> ``S`` ``[p, hw(r), hw(s), g]`` as one matrix product.
+
+        The gallery is laid out location-major, so both maxima reduce over a middle axis with
+        the gallery index innermost and contiguous, which CPU reductions vectorise (a reduction
+        over 49 innermost values does not, and costs more than the product itself in bfloat16).
+        """
+        p, hw = probe.shape[0], self.hw
+        corr = probe.reshape(p * hw, -1) @ columns.t()
+        return corr.view(p, hw, hw, -1)
+
+    def _grid_vis(self,
+                  probe_vis: Optional[torch.Tensor],
+                  gallery_vis: Optional[torch.Tensor],
+                  aligned: bool = False) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """``[p, hw]``, ``[g, hw]`` -> broadcastable to ``S``: ``[p, hw, 1, 1]``, ``[1, 1, hw, g]``.
+
+        ``aligned``: pair ``k`` of a ``match_pairs`` block sits on row ``k`` of ``S``
+        (``[n, hw, hw, 1]``), so the gallery visibility becomes ``[n, 1, hw, 1]``. Both None stay
+        None; a single missing side is all visible.
+        """
+        if probe_vis is None and gallery_vis is None:
+            return None, None
+        present = gallery_vis if probe_vis is None else probe_vis
+        probe_vis = present.new_ones(1, self.hw) if probe_vis is None else probe_vis
+        gallery_vis = present.new_ones(1, self.hw) if gallery_vis is None else gallery_vis
+        if aligned:
+            return probe_vis.view(-1, self.hw, 1, 1), gallery_vis.view(-1, 1, self.hw, 1)
+        return probe_vis.view(-1, self.hw, 1, 1), gallery_vis.t().reshape(1, 1, self.hw, -1)
+
+    def _block_scores(self,
+                      corr: torch.Tensor,
+                      probe_vis: Optional[torch.Tensor],
+                      gallery_vis: Optional[torch.Tensor],
+                      symmetric: bool = False) -> torch.Tensor:
+        """Scores ``[p, g]`` of one block of correlations ``[p, hw(r), hw(s), g]``.
+
+        ``probe_vis``/``gallery_vis`` are None together or both broadcastable to ``corr``
+        (see :meth:`_grid_vis`). ``symmetric``: ``corr`` is a batch against itself with equal
+        visibilities, so the gallery direction of pair ``(i, j)`` is the probe direction of
+        ``(j, i)``.
+        """
+        return self._aggregate(*self._maxima(corr, probe_vis, gallery_vis, symmetric))
+
+    def _maxima(self, corr: torch.Tensor, pv: Optional[torch.Tensor], gv: Optional[torch.Tensor],
+                symmetric: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Both directions' maxima and their visibility weights.
 
         Returns:
             tuple: float32 ``values`` ``[p, g, 2, hw]`` (direction 0: per probe location,
             direction 1: per gallery location) and ``weights`` of the same shape (None when no
             visibility weighting applies). Values of weight 0 are set to 0.
         """
-        if probe_vis is None and gallery_vis is None:
+        if pv is None:
             return self._plain_maxima(corr, symmetric), None
-        p, hw, g = corr.shape[:3]
-        # Aligned pairs carry one visibility row per pair on the probe axis.
-        pv = self._broadcast_vis(probe_vis, corr, (p, hw, 1, 1))
-        gv = self._broadcast_vis(gallery_vis, corr, (-1, 1, g, hw))
         if self.weighting == 'multiply':
             return self._plain_maxima(corr * pv.to(corr.dtype) * gv.to(corr.dtype),
                                       symmetric), None
-        # In place: the product's backward needs only its inputs, and this saves a block copy.
-        corr = corr.masked_fill_((pv <= 0) | (gv <= 0), float('-inf'))
-        values, index = corr.max(dim=3)
-        matched = gv.expand(corr.shape).gather(3, index.unsqueeze(3)).squeeze(3)
+        # Hidden locations already score <= _HIDDEN (see _masked_descriptors): a maximum lands
+        # on one only when no visible candidate exists, and then its weight is 0.
+        values, index = corr.max(dim=2)  # [p, r, g]: best gallery location s*
+        matched = gv.expand(corr.shape).gather(2, index.unsqueeze(2)).squeeze(2)
         weights = (pv.squeeze(3) * matched).transpose(1, 2)
         values = values.transpose(1, 2)
         if symmetric:
             values = torch.stack((values, values.transpose(0, 1)), dim=2)
             weights = torch.stack((weights, weights.transpose(0, 1)), dim=2)
         else:
-            values_g, index_g = corr.max(dim=1)
+            values_g, index_g = corr.max(dim=1)  # [p, s, g]: best probe location r*
             matched_g = pv.expand(corr.shape).gather(1, index_g.unsqueeze(1)).squeeze(1)
-            weights_g = gv.squeeze(1).expand(p, g, hw) * matched_g
-            values = torch.stack((values, values_g), dim=2)
+            weights_g = (gv.squeeze(1) * matched_g).transpose(1, 2)
+            values = torch.stack((values, values_g.transpose(1, 2)), dim=2)
             weights = torch.stack((weights, weights_g), dim=2)
         values = torch.where(weights > 0, values.float(), 0.0)
         return values, weights
 
     @staticmethod
     def _plain_maxima(corr: torch.Tensor, symmetric: bool) -> torch.Tensor:
-        probe_dir = corr.amax(dim=3).transpose(1, 2)
-        gallery_dir = probe_dir.transpose(0, 1) if symmetric else corr.amax(dim=1)
+        probe_dir = corr.amax(dim=2).transpose(1, 2)
+        gallery_dir = probe_dir.transpose(0, 1) if symmetric else corr.amax(dim=1).transpose(1, 2)
         return torch.stack((probe_dir, gallery_dir), dim=2).float()
-
-    @staticmethod
-    def _broadcast_vis(vis: Optional[torch.Tensor], corr: torch.Tensor,
-                       shape: Tuple[int, ...]) -> torch.Tensor:
-        if vis is None:
-            return corr.new_ones((), dtype=torch.float32).expand(
-                *(corr.shape[i] if s == -1 else s for i, s in enumerate(shape)))
-        return vis.reshape(shape)
 
     def _aggregate(self, values: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
         """``[p, g, 2, hw]`` maxima -> ``[p, g]`` scores (bn, weighted fc, sum, logit_bn)."""

@@ -22,7 +22,7 @@ class BatchHardScores(NamedTuple):
 
 
 def check_score_matrix(scores: torch.Tensor, labels: torch.Tensor, owner: str) -> None:
-    """Raise a ValueError naming ``owner`` unless ``scores`` is ``[B, B]`` and ``labels`` ``[B]``."""
+    """Raise a ValueError naming ``owner`` unless ``scores`` is ``[B, B]``, ``labels`` ``[B]``."""
     if scores.dim() != 2 or scores.shape[0] != scores.shape[1]:
         raise ValueError(f'{owner}: scores must be a square [B, B] matrix, got '
                          f'{list(scores.shape)}')

@@ -116,5 +116,5 @@ def test_missing_norm_is_an_error():
 
 
 def test_registered():
-    head = MODELS.build(dict(type='AdaFaceHead', embed_dim=8, num_classes=4))
+    head = MODELS.build(dict(type='AdaFaceHead', _scope_='mmoaml', embed_dim=8, num_classes=4))
     assert isinstance(head, AdaFaceHead)

@@ -37,7 +37,7 @@ def test_arcface_matches_formula():
 
 
 def test_arcface_clip_replaces_easy_margin():
-    # An embedding nearly opposite to its class centre: verify the target angle is clipped at pi - eps
+    # An embedding nearly opposite to its class centre: the target angle is clipped at pi - eps
     # rather than wrapping around (cos would increase again past pi).
     head = ArcFaceHead(2, 1, m=0.5)
     head.kernel.data = torch.tensor([[1.0], [0.0]])
@@ -99,7 +99,6 @@ def test_bad_inputs_raise_naming_the_argument(cls):
 
 
 def test_registered():
-    assert isinstance(MODELS.build(dict(type='ArcFaceHead', embed_dim=4, num_classes=2)),
-                      ArcFaceHead)
-    assert isinstance(MODELS.build(dict(type='CosFaceHead', embed_dim=4, num_classes=2)),
-                      CosFaceHead)
+    for cls in (ArcFaceHead, CosFaceHead):
+        cfg = dict(type=cls.__name__, _scope_='mmoaml', embed_dim=4, num_classes=2)
+        assert isinstance(MODELS.build(cfg), cls)

@@ -42,4 +42,5 @@ def test_bad_input_raises():
 
 
 def test_registered():
-    assert isinstance(MODELS.build(dict(type='OcclusionHead', in_channels=8)), OcclusionHead)
+    cfg = dict(type='OcclusionHead', _scope_='mmoaml', in_channels=8)
+    assert isinstance(MODELS.build(cfg), OcclusionHead)

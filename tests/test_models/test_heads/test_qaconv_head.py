@@ -191,6 +191,15 @@ def test_all_ones_visibility_is_exactly_no_visibility(train):
             head.match(probe, gallery, torch.ones(2, HW), torch.ones(3, HW)))
 
 
+def test_all_ones_visibility_is_exact_at_full_size():
+    head = _randomise(QAConvHead()).eval()
+    probe, gallery = torch.randn(3, 512, 7, 7), torch.randn(70, 512, 7, 7)
+    for dtype in (None, torch.bfloat16):
+        assert torch.equal(
+            head.match(probe, gallery, dtype=dtype),
+            head.match(probe, gallery, torch.ones(3, 1, 7, 7), torch.ones(70, 49), dtype=dtype))
+
+
 @pytest.mark.parametrize('with_vis', [False, True])
 def test_swapping_probe_and_gallery_transposes(with_vis):
     head = _randomise(QAConvHead(C, H, W)).eval()
@@ -289,12 +298,18 @@ def test_chunked_equals_unchunked_and_pairs_equal_diagonal(with_vis):
     probe, gallery = _maps(7, 22), _maps(5, 23)
     pv, gv = (_vis(7, 24), _vis(5, 25)) if with_vis else (None, None)
     full = head.match(probe, gallery, pv, gv, chunk_size=100)
-    for chunk in (1, 2, 3):
+    for chunk in (1, 2, 3, (2, 3), (5, 1)):
         torch.testing.assert_close(
             head.match(probe, gallery, pv, gv, chunk_size=chunk), full, atol=1e-6, rtol=0)
     torch.testing.assert_close(head.match(probe, gallery, pv, gv), full, atol=1e-6, rtol=0)
     pairs = head.match_pairs(probe[:5], gallery, None if pv is None else pv[:5], gv, chunk_size=2)
     torch.testing.assert_close(pairs, full[:5].diagonal(), atol=1e-6, rtol=0)
+    if with_vis:  # one side missing = all visible on that side
+        torch.testing.assert_close(
+            head.match_pairs(probe[:5], gallery, None, gv),
+            head.match(probe[:5], gallery, None, gv).diagonal(),
+            atol=1e-6,
+            rtol=0)
 
 
 @pytest.mark.parametrize('train', [False, True])
@@ -316,17 +331,18 @@ def test_train_mode_refuses_chunking():
 
 @pytest.mark.parametrize('dtype,u', [(torch.bfloat16, 2.0**-9), (torch.float16, 2.0**-12)])
 def test_reduced_precision_error_is_within_documented_bound(dtype, u):
-    """Documented bound for a fresh head: 6u / (1 + 1e-5) (0.0117 bf16, 0.0015 fp16)."""
-    head = QAConvHead(64, 7, 7).eval()
+    """Documented bound for a fresh head: 2 (3u + C 2^-24) / (1 + 1e-5)."""
+    head = QAConvHead(512, 7, 7).eval()
     g = torch.Generator().manual_seed(28)
-    probe, gallery = torch.randn(6, 64, 7, 7, generator=g), torch.randn(9, 64, 7, 7, generator=g)
+    probe, gallery = torch.randn(6, 512, 7, 7, generator=g), torch.randn(9, 512, 7, 7,
+                                                                        generator=g)
     # Correlated maps, so the maxima sit near 1 where rounding is coarsest.
     gallery[:3] = probe[:3] + 0.3 * gallery[:3]
     exact = head.match(probe, gallery)
     reduced = head.match(probe, gallery, dtype=dtype)
     error = (reduced - exact).abs().max().item()
     assert reduced.dtype == torch.float32
-    assert error <= 6 * u / (1 + 1e-5)
+    assert error <= 2 * (3 * u + 512 * 2.0**-24) / (1 + 1e-5)
     assert error > 0  # the reduced path really ran in reduced precision
 
 
@@ -360,10 +376,13 @@ def test_bad_inputs_raise_naming_the_argument():
         head.match(ok, ok, dtype=torch.float64)
     with pytest.raises(ValueError, match='chunk_size'):
         head.match(ok, ok, chunk_size=0)
+    with pytest.raises(ValueError, match='chunk_size'):
+        head.match(ok, ok, chunk_size=(2, 0))
     with pytest.raises(ValueError, match='weighting'):
         QAConvHead(weighting='max')
 
 
 def test_registered():
-    head = MODELS.build(dict(type='QAConvHead', num_features=C, height=H, width=W))
+    cfg = dict(type='QAConvHead', _scope_='mmoaml', num_features=C, height=H, width=W)
+    head = MODELS.build(cfg)
     assert isinstance(head, QAConvHead) and head.weighting == 'mask'

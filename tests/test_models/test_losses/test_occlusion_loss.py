@@ -39,4 +39,4 @@ def test_bad_inputs_raise():
 
 
 def test_registered():
-    assert isinstance(MODELS.build(dict(type='OcclusionLoss')), OcclusionLoss)
+    assert isinstance(MODELS.build(dict(type='OcclusionLoss', _scope_='mmoaml')), OcclusionLoss)

@@ -73,4 +73,5 @@ def test_bad_inputs_raise():
 
 
 def test_registered():
-    assert isinstance(MODELS.build(dict(type='PairwiseMatchingLoss')), PairwiseMatchingLoss)
+    cfg = dict(type='PairwiseMatchingLoss', _scope_='mmoaml')
+    assert isinstance(MODELS.build(cfg), PairwiseMatchingLoss)

@@ -93,4 +93,5 @@ def test_bad_inputs_raise():
 
 
 def test_registered():
-    assert isinstance(MODELS.build(dict(type='SoftmaxTripletLoss')), SoftmaxTripletLoss)
+    cfg = dict(type='SoftmaxTripletLoss', _scope_='mmoaml')
+    assert isinstance(MODELS.build(cfg), SoftmaxTripletLoss)
