@@ -1,5 +1,5 @@
 """Synthetic medical / cloth / KN95 face masks placed from the 112x112 ArcFace template."""
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -128,14 +128,14 @@ class MedicalMaskOcclusion(BaseOccluder):
 
     def __init__(self,
                  prob: float = 0.5,
-                 styles='train',
-                 holdout_styles=None,
+                 styles: Union[str, Sequence[str]] = 'train',
+                 holdout_styles: Optional[Sequence[str]] = None,
                  point_jitter: float = 3.0,
                  shift: float = 5.0,
                  scale: Tuple[float, float] = (0.95, 1.10),
                  rotation: float = 7.0,
                  colour_jitter: int = 12,
-                 seed=None) -> None:
+                 seed: Optional[int] = None) -> None:
         super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
         check_pose_args('MedicalMaskOcclusion', point_jitter, shift, scale, rotation, 10.0)
         self.point_jitter = float(point_jitter)

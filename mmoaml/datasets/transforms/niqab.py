@@ -1,5 +1,5 @@
 """Niqab-like cover: fabric over the whole crop except an eye slit on the template's eye line."""
-from typing import Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -37,8 +37,9 @@ class NiqabOcclusion(BaseOccluder):
     height is ``U(*band_height)`` interocular distances (iod), its centre ``0.04`` iod above the
     eye line (the slit reaches the brows more than the cheeks) moved by ``U(-band_shift,
     band_shift)`` iod, and it extends ``U(*slit_extent)`` iod beyond each eye point, drawn
-    independently per side. Under every draw the band contains both eye points. Everything
-    else, background included, is covered, so only the slit's face pixels stay visible.
+    independently per side. With the defaults every draw keeps both eye points inside the slit's
+    full-height part. Everything else, background included, is covered, so only the slit's face
+    pixels stay visible. The ranges are mmoaml's (the report's niqab images are photographs).
 
     ``results['occluder']['params']`` records ``slit`` = ``[x0, y0, x1, y1]`` (the slit's
     bounding box, image pixels) and ``core`` = the box in which the slit has full height (the
@@ -72,17 +73,19 @@ class NiqabOcclusion(BaseOccluder):
 
     def __init__(self,
                  prob: float = 1.0,
-                 styles='train',
-                 holdout_styles=None,
+                 styles: Union[str, Sequence[str]] = 'train',
+                 holdout_styles: Optional[Sequence[str]] = None,
                  band_height: Tuple[float, float] = (0.42, 0.62),
                  band_shift: float = 0.08,
                  slit_extent: Tuple[float, float] = (0.5, 0.65),
                  colour_jitter: int = 12,
-                 seed=None) -> None:
+                 seed: Optional[int] = None) -> None:
         super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
         if not 0 < band_height[0] <= band_height[1]:
             raise ValueError(f'NiqabOcclusion: band_height must be 0 < low <= high, '
                              f'got {band_height}')
+        if band_shift < 0:
+            raise ValueError(f'NiqabOcclusion: band_shift must be >= 0, got {band_shift}')
         if not 0 < slit_extent[0] <= slit_extent[1]:
             raise ValueError(f'NiqabOcclusion: slit_extent must be 0 < low <= high, '
                              f'got {slit_extent}')

@@ -6,7 +6,11 @@ Randomness: every transform call draws from one ``np.random.Generator`` made for
   RNG per dataloader worker (``worker_init_fn``) and ``np.random.seed`` fixes it in a single
   process, so runs are reproducible under MMEngine's ``randomness`` setting and workers never
   repeat each other. (A generator created in ``__init__`` would be copied into every forked worker
-  and every worker would draw the same sequence.)
+  and every worker would draw the same sequence.) MMEngine's ``worker_init_fn`` reseeds NumPy with
+  the same per-worker seed whenever workers start, so training configs keep
+  ``persistent_workers=True`` (MMPretrain's default); with workers restarted every epoch, every
+  NumPy-driven transform, MMPretrain's included, restarts the same random sequence each epoch
+  (only the sampler's shuffle then differs).
 * ``seed=int`` (fixed benchmarks, e.g. a masked LFW): the generator depends only on
   ``(seed, transform name, sample_idx)``, so a sample is altered the same way whatever the worker
   count, the order or the epoch, and two transforms given one seed do not draw alike.

@@ -1,6 +1,6 @@
 """A random patch: random shape, size, position, rotation and fill (FROM / QAConv-style)."""
 from functools import lru_cache
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -50,13 +50,13 @@ class RandomOcclusion(BaseOccluder):
 
     def __init__(self,
                  prob: float = 1.0,
-                 styles='train',
-                 holdout_styles=None,
+                 styles: Union[str, Sequence[str]] = 'train',
+                 holdout_styles: Optional[Sequence[str]] = None,
                  side_range: Tuple[float, float] = (0.2, 0.5),
                  aspect_ratio: Tuple[float, float] = (0.5, 2.0),
                  shapes: Sequence[str] = SHAPES,
                  colour_jitter: int = 12,
-                 seed=None) -> None:
+                 seed: Optional[int] = None) -> None:
         super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
         if not 0 < side_range[0] <= side_range[1]:
             raise ValueError(f'RandomOcclusion: side_range must be 0 < low <= high, '

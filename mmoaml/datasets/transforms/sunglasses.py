@@ -1,5 +1,5 @@
 """Sunglasses: two opaque tinted lenses, a bridge and temple arms over the template's eyes."""
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -88,14 +88,14 @@ class SunglassesOcclusion(BaseOccluder):
 
     def __init__(self,
                  prob: float = 1.0,
-                 styles='train',
-                 holdout_styles=None,
+                 styles: Union[str, Sequence[str]] = 'train',
+                 holdout_styles: Optional[Sequence[str]] = None,
                  point_jitter: float = 2.0,
                  shift: float = 2.5,
                  scale: Tuple[float, float] = (0.95, 1.15),
                  rotation: float = 6.0,
                  colour_jitter: int = 12,
-                 seed=None) -> None:
+                 seed: Optional[int] = None) -> None:
         super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
         check_pose_args('SunglassesOcclusion', point_jitter, shift, scale, rotation, 10.0)
         self.point_jitter = float(point_jitter)
