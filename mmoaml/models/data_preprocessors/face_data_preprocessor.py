@@ -1,5 +1,5 @@
 """Face batch preprocessing: uint8 images -> normalised float tensors on the model's device."""
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Sequence, Union
 
 import torch
 from mmengine.model import BaseDataPreprocessor

@@ -1,1 +1,3 @@
+from .oaml import OAML
 
+__all__ = ['OAML']

@@ -4,6 +4,7 @@ import pytest
 import torch
 from mmpretrain.structures import DataSample
 
+from mmoaml.datasets.transforms import PackFaceInputs
 from mmoaml.models import FaceDataPreprocessor
 from mmoaml.registry import MODELS
 
@@ -117,3 +118,15 @@ def test_bad_config_raises():
         FaceDataPreprocessor(mean=(0.0, ))
     with pytest.raises(ValueError, match='positive'):
         FaceDataPreprocessor(std=(1.0, 0.0, 1.0))
+
+
+def test_packed_bgr_image_reaches_the_model_in_the_configured_order():
+    img = np.empty((4, 4, 3), np.uint8)
+    img[..., 0], img[..., 1], img[..., 2] = 0, 51, 255  # B, G, R as cv2 decodes them
+    packed = PackFaceInputs()(dict(img=img, gt_label=1, visibility_mask=np.ones((4, 4),
+                                                                                np.float32)))
+    batch = dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']])
+    bgr = FaceDataPreprocessor()(batch)['inputs'][0, :, 0, 0]
+    rgb = FaceDataPreprocessor(to_rgb=True)(batch)['inputs'][0, :, 0, 0]
+    torch.testing.assert_close(bgr, torch.tensor([-1.0, 51 / 127.5 - 1, 1.0]))
+    torch.testing.assert_close(rgb, torch.tensor([1.0, 51 / 127.5 - 1, -1.0]))
