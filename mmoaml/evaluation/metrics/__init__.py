@@ -1,1 +1,3 @@
+from .face_verification import FaceVerificationMetric
 
+__all__ = ['FaceVerificationMetric']
