@@ -1,1 +1,3 @@
+from .pk_sampler import PKSampler
 
+__all__ = ['PKSampler']
