@@ -24,7 +24,7 @@ for ``spawn`` (the open file is not part of its state).
 """
 import os
 import struct
-from typing import BinaryIO, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 

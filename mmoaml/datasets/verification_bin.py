@@ -1,4 +1,4 @@
-"""InsightFace verification ``.bin`` files (LFW, CFP-FP, AgeDB-30, ...), loaded without running code.
+"""InsightFace verification .bin files (LFW, CFP-FP, AgeDB-30, ...), loaded without running code.
 
 Format (reference-facts.md, sections 3.4 and "How masked / occluded benchmarks are built"): a
 pickle of ``(images, issame)``: ``images`` a list of ``2N`` encoded JPEG/PNG byte strings,
