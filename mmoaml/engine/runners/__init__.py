@@ -1,1 +1,3 @@
+from .multi_loops import MultiTestLoop, MultiValLoop
 
+__all__ = ['MultiValLoop', 'MultiTestLoop']
