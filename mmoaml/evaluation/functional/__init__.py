@@ -1,8 +1,10 @@
+from .occlusion_quality import mean_visibility, visibility_iou, visibility_mse
 from .verification import (L2_THRESHOLDS, TarAtFar, contiguous_folds, equal_error_rate,
                            roc_auc, roc_curve, tar_at_far, verification_accuracy,
                            verification_accuracy_l2)
 
 __all__ = [
     'L2_THRESHOLDS', 'TarAtFar', 'contiguous_folds', 'equal_error_rate', 'roc_auc', 'roc_curve',
-    'tar_at_far', 'verification_accuracy', 'verification_accuracy_l2'
+    'tar_at_far', 'verification_accuracy', 'verification_accuracy_l2', 'visibility_mse',
+    'visibility_iou', 'mean_visibility'
 ]
