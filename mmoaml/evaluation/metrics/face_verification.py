@@ -64,8 +64,9 @@ class FaceVerificationMetric(BaseMetric):
     QAConv scores need the model's matcher (its learned BN/FC): call :meth:`bind_matcher` with
     the ``QAConvHead``; :class:`mmoaml.engine.MultiValLoop` / ``MultiTestLoop`` do so when the
     model has a ``qaconv_head``. Pairs are scored with its ``match_pairs`` in eval mode, in
-    blocks of ``qaconv_chunk`` pairs on the matcher's device, so memory grows with the number
-    of images only by the stored float16 maps.
+    blocks of ``qaconv_chunk`` pairs stacked from the entries and moved to the matcher's device
+    one at a time, so memory grows with the number of images only by the stored float16 maps
+    (measured: ``tools/benchmarks/verification_metric.py``).
 
     Under DDP, :meth:`evaluate` gathers the entries to rank 0 in rounds of ``gather_chunk``
     entries per rank (all ranks loop equally often), dropping the sampler's padding by
@@ -172,7 +173,7 @@ class FaceVerificationMetric(BaseMetric):
             if embedding.dim() != 1:
                 raise ValueError(f'FaceVerificationMetric: embedding of sample {index} must be '
                                  f'[D], got {list(embedding.shape)}')
-            entry['embedding'] = embedding.detach().to('cpu', torch.float32)
+            entry['embedding'] = _own_copy(embedding, torch.float32)
         if not self._needs_maps:
             return entry
         feature_map = self._field(sample, 'feature_map', index)
@@ -180,7 +181,7 @@ class FaceVerificationMetric(BaseMetric):
             raise ValueError(f'FaceVerificationMetric: feature_map of sample {index} must be '
                              f'[C, h, w], got {list(feature_map.shape)}')
         grid = tuple(feature_map.shape[1:])
-        entry['feature_map'] = feature_map.detach().to('cpu', torch.float16)
+        entry['feature_map'] = _own_copy(feature_map, torch.float16)
         if self._needs_visibility:
             vis = sample.get('visibility')
             if vis is not None:
@@ -188,7 +189,7 @@ class FaceVerificationMetric(BaseMetric):
                     raise ValueError(f'FaceVerificationMetric: visibility of sample {index} '
                                      f'must be [1, {grid[0]}, {grid[1]}] (the map grid), got '
                                      f'{list(vis.shape)}')
-                vis = vis.detach().to('cpu', torch.float32).reshape(1, *grid)
+                vis = _own_copy(vis, torch.float32).reshape(1, *grid)
             entry['visibility'] = vis
         if self._needs_gt_visibility:
             gt = self._field(sample, 'gt_visibility', index)
@@ -268,7 +269,7 @@ class FaceVerificationMetric(BaseMetric):
 
         Args:
             results (list[dict]): Entries made by :meth:`process`, in any order, duplicates
-                allowed. Their stored maps are released while being stacked.
+                allowed.
 
         Returns:
             dict: ``<score type>/<name>`` and ``num_pairs``, ``num_impostors`` -> Python numbers.
@@ -305,28 +306,26 @@ class FaceVerificationMetric(BaseMetric):
             first, second = embeddings[0::2], embeddings[1::2]
             scores['embeddings'] = (first, second)
             scores['adaface'] = np.sum(first.astype(np.float64) * second, axis=1)
-        if self._qaconv_types:
-            maps = _stack_and_release(entries, 'feature_map')
-            for score_type in self._qaconv_types:
-                key = _QACONV_VISIBILITY[score_type]
-                vis = None if key is None else _stack_optional(entries, key)
-                scores[score_type] = self._qaconv_pair_scores(maps, vis)
-            del maps
+        for score_type in self._qaconv_types:
+            scores[score_type] = self._qaconv_pair_scores(entries,
+                                                          _QACONV_VISIBILITY[score_type])
         if 'combined' in self.score_types:
             w_ada, w_qa = self.combine_weights
             scores['combined'] = (w_ada * _standardise(scores['adaface']) +
                                   w_qa * _standardise(scores['qaconv']))
         return scores
 
-    def _qaconv_pair_scores(self, maps: torch.Tensor,
-                            vis: Optional[torch.Tensor]) -> np.ndarray:
-        """``match_pairs`` of images ``(2k, 2k+1)`` in blocks, in eval mode."""
+    def _qaconv_pair_scores(self, entries: List[dict], vis_key: Optional[str]) -> np.ndarray:
+        """``match_pairs`` of images ``(2k, 2k+1)`` in eval mode, ``qaconv_chunk`` pairs at a
+        time: only one block of maps is ever stacked (and converted by the matcher)."""
         matcher = self._matcher
         if matcher is None:
             raise RuntimeError(
                 f'FaceVerificationMetric: score types {self._qaconv_types} need the QAConv '
                 'matcher; call bind_matcher(model.qaconv_head) (MultiValLoop/MultiTestLoop do '
                 'this for models with a qaconv_head)')
+        if vis_key is not None and not _all_or_none(entries, vis_key):
+            vis_key = None
         device = next(matcher.parameters(), torch.empty(0)).device
         was_training = matcher.training
         # Eval mode scores each pair on its own (train-mode BN would mix the pairs of a block).
@@ -334,16 +333,24 @@ class FaceVerificationMetric(BaseMetric):
         try:
             scores = []
             with torch.no_grad():
-                for start in range(0, maps.shape[0], 2 * self.qaconv_chunk):
-                    block = slice(start, start + 2 * self.qaconv_chunk)
-                    m = maps[block].to(device)
-                    v = None if vis is None else vis[block].to(device)
+                for start in range(0, len(entries), 2 * self.qaconv_chunk):
+                    block = entries[start:start + 2 * self.qaconv_chunk]
+                    maps = torch.stack([e['feature_map'] for e in block]).to(device)
+                    vis = None if vis_key is None else torch.stack(
+                        [e[vis_key] for e in block]).to(device)
                     scores.append(
-                        matcher.match_pairs(m[0::2], m[1::2], None if v is None else v[0::2],
-                                            None if v is None else v[1::2]).float().cpu())
+                        matcher.match_pairs(maps[0::2], maps[1::2],
+                                            None if vis is None else vis[0::2],
+                                            None if vis is None else vis[1::2]).float().cpu())
         finally:
             matcher.train(was_training)
         return torch.cat(scores).double().numpy()
+
+
+def _own_copy(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A CPU copy with its own storage: a per-image view of a batch tensor would keep the whole
+    batch alive and be pickled whole when the entries are gathered."""
+    return tensor.detach().to('cpu', dtype, copy=True)
 
 
 def _unique_by_index(entries: Sequence[dict]) -> List[dict]:
@@ -377,27 +384,13 @@ def _pair_labels(entries: List[dict]) -> np.ndarray:
     return np.asarray(labels, dtype=bool)
 
 
-def _stack_and_release(entries: List[dict], key: str) -> torch.Tensor:
-    """Stack ``entries[i][key]`` into one tensor, dropping each entry's copy as it goes, so the
-    peak is one copy of the maps rather than two."""
-    first = entries[0][key]
-    stacked = first.new_empty((len(entries), *first.shape))
-    for i, entry in enumerate(entries):
-        stacked[i] = entry.pop(key)
-    return stacked
-
-
-def _stack_optional(entries: List[dict], key: str) -> Optional[torch.Tensor]:
-    """Stack an optional per-image tensor: None when no entry has it, an error when some lack
-    it."""
-    values = [e.get(key) for e in entries]
-    present = sum(v is not None for v in values)
-    if present == 0:
-        return None
-    if present < len(values):
+def _all_or_none(entries: List[dict], key: str) -> bool:
+    """Whether every entry has ``key`` (False: none has it; an error when only some have)."""
+    present = sum(e.get(key) is not None for e in entries)
+    if 0 < present < len(entries):
         raise ValueError(f"FaceVerificationMetric: '{key}' is given for {present} of "
-                         f'{len(values)} images; provide it for all or none')
-    return torch.stack(values)
+                         f'{len(entries)} images; provide it for all or none')
+    return present > 0
 
 
 def _standardise(scores: np.ndarray) -> np.ndarray:

@@ -142,10 +142,15 @@ def test_entries_are_one_per_image_on_cpu_in_reduced_precision():
     metric.process(None, samples)
     assert len(metric.results) == 4
     entry = metric.results[1]
+    assert entry['feature_map'].untyped_storage().nbytes() == C * H * W * 2
     assert entry['sample_idx'] == 1 and entry['pair_idx'] == 0
     assert entry['feature_map'].dtype == torch.float16
     assert tuple(entry['feature_map'].shape) == (C, H, W)
     assert entry['embedding'].dtype == torch.float32
+    # Per-image views of batch tensors are copied: gathering pickles a tensor's whole storage.
+    batch = torch.zeros(4, 16)
+    metric.process(None, [dict(samples[0], embedding=batch[0])])
+    assert metric.results[-1]['embedding'].untyped_storage().nbytes() == 16 * 4
     # Ground truth is kept at the map grid only: 4x4-pixel cell means.
     assert tuple(entry['gt_visibility'].shape) == (1, H, W)
     torch.testing.assert_close(entry['gt_visibility'],
