@@ -38,6 +38,8 @@ class _ToyVerifier(BaseModel):
         return F.normalize(x, dim=1), F.normalize(self.proj(x).view(-1, C, H, W), dim=1)
 
     def forward(self, inputs, data_samples=None, mode='tensor'):
+        if mode == 'loss':
+            return dict(loss=self.proj(torch.stack(inputs)).pow(2).mean())
         embedding, maps = self.features(torch.stack(inputs))
         for sample, e, m in zip(data_samples, embedding, maps):
             sample.set_field(e, 'embedding')
@@ -203,3 +205,22 @@ def test_bad_set_configurations_are_rejected(tmp_path):
         _runner(tmp_path, evaluator=[METRIC]).val()
     with pytest.raises(ValueError, match='distinct names'):
         _runner(tmp_path, sets=(('mean', 4, 0), )).val()
+
+
+def test_training_validates_every_epoch_and_keeps_the_best_mean_accuracy(tmp_path):
+    hooks = _CountHooks()
+    runner = Runner(
+        model=_ToyVerifier(), work_dir=str(tmp_path), train_dataloader=_loader('train', 4, 2),
+        val_dataloader=[_loader(*s) for s in SETS], val_evaluator=METRIC,
+        val_cfg=dict(type='MultiValLoop'),
+        train_cfg=dict(by_epoch=True, max_epochs=2, val_interval=1),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1,
+                                           save_best='mean/adaface/accuracy', rule='greater')),
+        custom_hooks=[hooks], experiment_name=f'multi_{next(_run_ids)}', default_scope=SCOPE)
+    runner.train()
+    assert hooks.calls['before_val'] == hooks.calls['after_val_epoch'] == 2
+    # The toy embedding ignores the trained weights: both epochs score the same.
+    best = runner.message_hub.get_info('best_score')
+    assert type(best) is float and best == hooks.metrics['mean/adaface/accuracy']
+    assert list(tmp_path.glob('best_mean_adaface_accuracy_epoch_*.pth'))
