@@ -63,8 +63,7 @@ class BaseFaceDataset(BaseDataset):
         return data_info
 
     def prepare_data(self, idx: int) -> dict:
-        """Load sample ``idx`` (or, with ``skip_corrupt``, the next readable one) and run the
-        pipeline."""
+        """Load sample ``idx`` (with ``skip_corrupt``: the next readable one); run the pipeline."""
         n = len(self)
         for step in range(n):
             data_info = self.get_data_info((idx + step) % n)

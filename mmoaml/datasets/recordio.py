@@ -299,12 +299,17 @@ class RecordIOWriter:
                              f'RecordIO records hold at most {_MAX_LENGTH}')
         self._keys.add(key)
         self._idx.write(f'{key}\t{self._rec.tell()}\n')
-        start = 0
-        for pos in range(0, len(record) - 3, 4):
-            if record[pos:pos + 4] == _MAGIC_BYTES:
-                self._write_part(1 if start == 0 else 2, record[start:pos])
-                start = pos + 4
-        self._write_part(0 if start == 0 else 3, record[start:])
+        start, split = 0, False
+        pos = record.find(_MAGIC_BYTES)
+        while pos != -1:
+            # Only magic words at 4-byte-aligned positions split the record (dmlc-core).
+            if pos % 4 == 0:
+                self._write_part(2 if split else 1, record[start:pos])
+                start, split = pos + 4, True
+                pos = record.find(_MAGIC_BYTES, pos + 4)
+            else:
+                pos = record.find(_MAGIC_BYTES, pos + 1)
+        self._write_part(3 if split else 0, record[start:])
 
     def _write_part(self, cflag: int, data: bytes) -> None:
         self._rec.write(_FRAME.pack(RECORDIO_MAGIC, (cflag << _LENGTH_BITS) | len(data)))

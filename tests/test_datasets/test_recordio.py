@@ -170,3 +170,23 @@ def test_reader_reopens_per_process_and_pickles_without_handle(tmp_path, monkeyp
     clone = pickle.loads(pickle.dumps(reader))
     assert clone._file is None
     assert clone.read(1) == b'efgh'
+
+
+def _frames_by_definition(record):
+    """dmlc-core's rule, step by step: split at every magic word at a multiple of 4."""
+    out, start, split = b'', 0, False
+    for pos in range(0, len(record) - 3, 4):
+        if record[pos:pos + 4] == MAGIC:
+            out += _frame(2 if split else 1, record[start:pos])
+            start, split = pos + 4, True
+    return out + _frame(3 if split else 0, record[start:])
+
+
+def test_splitting_matches_the_definition_on_dense_magic(tmp_path):
+    rng = np.random.default_rng(0)
+    pieces = [MAGIC, MAGIC[:2], MAGIC[1:], b'x', b'yz', b'\x0a\x23\xd7']
+    for trial in range(30):
+        record = b''.join(pieces[k] for k in rng.integers(0, len(pieces), 12))
+        rec, idx = _write(tmp_path, [(0, record)])
+        assert rec.read_bytes() == _frames_by_definition(record), record
+        assert RecordIOReader(str(rec), str(idx)).read(0) == record
