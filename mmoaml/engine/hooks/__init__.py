@@ -1,1 +1,3 @@
+from .occlusion_batch_hook import OcclusionBatchHook
 
+__all__ = ['OcclusionBatchHook']
