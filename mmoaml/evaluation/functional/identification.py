@@ -184,8 +184,9 @@ def tpir_at_fpir(outcome: SearchOutcome, fpirs: Sequence[float] = (1e-2, )) -> L
 
     With ``n`` non-mated probes, FPIR ``f`` allows ``k = floor(f * n)`` of them to score above
     the threshold, which is therefore their ``(k+1)``-th highest best score (fewer exceed it
-    when scores tie there). When ``f * n < 1`` the threshold is the highest non-mated score and
-    a warning says the point is really "TPIR at zero false positives".
+    when scores tie there); when ``k >= n`` it is ``-inf`` and TPIR is the rank-1 rate. When
+    ``f * n < 1`` the threshold is the highest non-mated score and a warning says the point is
+    really "TPIR at zero false positives".
 
     Args:
         outcome (SearchOutcome): from :func:`search_outcome`; needs mated and non-mated probes.
@@ -213,7 +214,8 @@ def tpir_at_fpir(outcome: SearchOutcome, fpirs: Sequence[float] = (1e-2, )) -> L
                 'positives: the threshold is the highest non-mated score (TPIR at zero false '
                 'positives)',
                 stacklevel=2)
-        threshold = non_mated[allowed] if allowed < n else np.nextafter(non_mated[-1], -np.inf)
+        # Allowing every non-mated probe leaves no constraint: TPIR is then the rank-1 rate.
+        threshold = non_mated[allowed] if allowed < n else -np.inf
         points.append(
             TpirAtFpir(fpir, float(np.count_nonzero(hit_score > threshold) / num_mated),
                        float(threshold), int(n), float(np.mean(non_mated > threshold))))

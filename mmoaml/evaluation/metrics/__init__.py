@@ -1,3 +1,4 @@
+from .face_identification import FaceIdentificationMetric
 from .face_verification import FaceVerificationMetric
 
-__all__ = ['FaceVerificationMetric']
+__all__ = ['FaceVerificationMetric', 'FaceIdentificationMetric']

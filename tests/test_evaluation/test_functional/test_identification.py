@@ -78,25 +78,26 @@ def test_cmc_counts_mated_probes_only():
 
 
 def test_tpir_at_fpir_hand_computed():
-    # 4 mated probes: rank-1 hits with scores 0.9, 0.6, 0.35 and one rank-2 miss (0.95 own).
+    # 4 mated probes: rank-1 hits with scores 0.9, 0.6, 0.15 and one rank-2 miss (0.95 own).
     # 5 non-mated probes with best scores 0.8, 0.5, 0.4, 0.3, 0.2.
     gallery = np.array([1, 2, 3])
     scores = np.array([
         [0.9, 0.1, 0.1],
         [0.6, 0.1, 0.1],
-        [0.35, 0.1, 0.1],
+        [0.15, 0.1, 0.1],
         [0.99, 0.95, 0.1],  # label 2, own 0.95 < 0.99 -> rank 2
         [0.8, 0.1, 0.1], [0.5, 0.1, 0.1], [0.4, 0.1, 0.1], [0.3, 0.1, 0.1], [0.2, 0.1, 0.1],
     ])
     out = search_outcome(scores, gallery, [1, 1, 1, 2, 9, 9, 9, 9, 9])
     # FPIR 0.2 allows floor(1.0) = 1 false positive -> threshold = 2nd highest = 0.5;
     # hits above 0.5: 0.9, 0.6 -> TPIR 2/4; achieved FPIR 1/5.
-    # FPIR 0.6 allows 3 -> threshold 0.3 -> hits 0.9, 0.6, 0.35 -> 3/4, achieved 3/5.
-    # FPIR 1.0 allows 5 -> below the lowest -> every rank-1 hit -> 3/4, achieved 1.
+    # FPIR 0.6 allows 3 -> threshold 0.3 -> hits 0.9, 0.6 -> 2/4, achieved 3/5.
+    # FPIR 1.0 allows 5 -> no constraint (threshold -inf) -> every rank-1 hit, 0.15 below the
+    # lowest non-mated score included -> 3/4.
     p02, p06, p1 = tpir_at_fpir(out, fpirs=(0.2, 0.6, 1.0))
     assert (p02.tpir, p02.threshold, p02.achieved_fpir, p02.num_non_mated) == (0.5, 0.5, 0.2, 5)
-    assert (p06.tpir, p06.threshold, p06.achieved_fpir) == (0.75, 0.3, 0.6)
-    assert (p1.tpir, p1.achieved_fpir) == (0.75, 1.0) and p1.threshold < 0.2
+    assert (p06.tpir, p06.threshold, p06.achieved_fpir) == (0.5, 0.3, 0.6)
+    assert (p1.tpir, p1.achieved_fpir, p1.threshold) == (0.75, 1.0, -np.inf)
     with pytest.warns(UserWarning, match='zero false positives'):
         (p0, ) = tpir_at_fpir(out, fpirs=(0.1, ))
     assert p0.threshold == 0.8 and p0.tpir == 0.25

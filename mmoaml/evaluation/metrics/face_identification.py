@@ -1,0 +1,417 @@
+"""1:N face identification metric: AdaFace cosine search, QAConv re-ranking of its shortlist."""
+import math
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.dist import broadcast_object_list, collect_results, is_main_process
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
+
+from mmoaml.registry import METRICS
+from ..functional import (SearchOutcome, cmc_rates, concatenate_outcomes, search_outcome,
+                          shortlist_recall, tpir_at_fpir)
+
+SCORE_TYPES = ('adaface', 'qaconv', 'combined')
+ROLES = ('gallery', 'probe')
+# Bytes of float32 maps that one full-gallery QAConv call (shortlist recall) normalises at once.
+_GALLERY_BLOCK_BYTES = 128 * 2**20
+# Probe x gallery cosines per block by default: search_outcome holds about 35 bytes per score,
+# so a block stays near 150 MB whatever the gallery size.
+_COSINE_BLOCK_SCORES = 2**22
+
+
+@METRICS.register_module()
+class FaceIdentificationMetric(BaseMetric):
+    """Closed-set rank-k and open-set TPIR@FPIR of a probe set searched in a gallery.
+
+    **Data.** One data set holds both sides. Each image's data sample carries the metainfo
+    ``role`` (``'gallery'`` or ``'probe'``; the key is ``role_key``) and ``gt_label`` (identity;
+    gallery and probes share one label space). A data set marks the role by putting ``role``
+    in each data info; ``PackFaceInputs`` copies it when listed in its ``meta_keys``
+    (``meta_keys=(*PackFaceInputs.DEFAULT_META_KEYS, 'role')``). From the model's ``predict``
+    it reads ``embedding`` (``[D]``, unit), ``feature_map`` (``[C, h, w]``, stored in float16
+    at once; only for QAConv score types) and ``visibility`` (``[1, h, w]``, optional: QAConv
+    is visibility-weighted when every image has one).
+
+    **Protocol** (:mod:`mmoaml.evaluation.functional.identification`): a probe is mated when
+    its identity has a gallery image; an identity's score is the maximum over its images;
+    ``rank-k`` is the fraction of mated probes whose identity ranks within the first ``k``
+    (ties count against the probe); ``tpir@fpir=f`` sets the threshold on the non-mated probes'
+    best scores and counts mated probes found at rank 1 above it. TPIR keys are left out, with
+    a logged note, when the probe set has no non-mated probe (a closed set).
+
+    **Score types.**
+
+    - ``'adaface'``: cosine of the embeddings against the whole gallery (one matrix product
+      per block of ``chunk_size`` probes; only per-probe results are kept).
+    - ``'qaconv'``: the bound matcher's score on the AdaFace shortlist: each probe's
+      ``shortlist_k`` best gallery images by cosine are re-scored with
+      ``QAConvHead.match_pairs`` (in eval mode, ``qaconv_chunk`` pairs per call) and ranked by
+      that score; gallery images outside the shortlist count as unscored. The cost is
+      ``P * k`` QAConv pairs instead of ``P * G``, so it scales to large galleries. Its
+      faithfulness is reported as ``qaconv/shortlist_recall``: on ``recall_probes`` probes
+      (evenly spaced; all when None) the whole gallery is scored with ``QAConvHead.match`` and
+      the recall is the fraction whose full-QAConv top-1 image lies in their shortlist.
+    - ``'combined'``: ``w_a * z(cosine) + w_q * z(qaconv)`` on the same shortlist, ``z``
+      standardising each score over all ``P * k`` shortlisted pairs (label free, like
+      ``FaceVerificationMetric``'s fusion).
+
+    Keys: ``<set>/<score type>/rank-<k>``, ``<set>/<score type>/tpir@fpir=<f>``, and
+    ``num_gallery``, ``num_identities``, ``num_probes``, ``num_mated``, ``num_non_mated``,
+    ``shortlist_k``, ``qaconv/shortlist_recall``, ``qaconv/recall_probes``; ``<set>`` is
+    ``prefix`` if given, else ``dataset_meta['name']``.
+
+    QAConv scores need the model's matcher: call :meth:`bind_matcher` with the ``QAConvHead``
+    (``MultiValLoop``/``MultiTestLoop`` bind it for models with a ``qaconv_head``).
+
+    Gathering: MMEngine's ``collect_results`` (all entries reach rank 0 in one round, the
+    sampler's padding dropped by ``size``); rank 0 computes and broadcasts the result, or its
+    error, so no rank is left waiting.
+
+    Args:
+        topk (Sequence[int]): ranks of the CMC. Defaults to ``(1, 5)``; none may exceed
+            ``shortlist_k``.
+        fpir (Sequence[float]): open-set FPIR targets in ``(0, 1]``; empty = closed set only.
+            Defaults to ``(0.01, 0.1)`` (the points IJB-B/C 1:N results are reported at).
+        score_types (Sequence[str]): subset of ``('adaface', 'qaconv', 'combined')``. Defaults
+            to all three.
+        shortlist_k (int): AdaFace candidates re-ranked per probe. Defaults to 20.
+        recall_probes (int, optional): probes scored against the whole gallery for
+            ``shortlist_recall``; 0 = skip, None = every probe. Defaults to 1000.
+        combine_weights (Sequence[float]): ``(w_adaface, w_qaconv)``. Defaults to
+            ``(0.5, 0.5)`` (OAML report).
+        chunk_size (int, optional): probes per cosine block. Defaults to None: as many as
+            keep a block at about 4M probe-gallery scores.
+        qaconv_chunk (int): pairs per ``match_pairs`` call. Defaults to 512 (about 100 MB of
+            float32 maps at 512x7x7).
+        role_key (str): metainfo key of the role. Defaults to ``'role'``.
+        collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
+        prefix (str, optional): set name of the keys. Defaults to None.
+
+    Examples:
+        >>> test_evaluator = dict(type='FaceIdentificationMetric', shortlist_k=20,
+        ...                       fpir=(0.01, 0.1))
+    """
+
+    def __init__(self,
+                 topk: Sequence[int] = (1, 5),
+                 fpir: Sequence[float] = (0.01, 0.1),
+                 score_types: Sequence[str] = SCORE_TYPES,
+                 shortlist_k: int = 20,
+                 recall_probes: Optional[int] = 1000,
+                 combine_weights: Sequence[float] = (0.5, 0.5),
+                 chunk_size: Optional[int] = None,
+                 qaconv_chunk: int = 512,
+                 role_key: str = 'role',
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
+        if collect_device not in ('cpu', 'gpu'):
+            raise ValueError(f"collect_device must be 'cpu' or 'gpu', got {collect_device!r}")
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        score_types = tuple(score_types)
+        if not score_types or set(score_types) - set(SCORE_TYPES) or len(
+                set(score_types)) != len(score_types):
+            raise ValueError(f'score_types must be distinct names from {SCORE_TYPES}, got '
+                             f'{score_types}')
+        for name, value in (('shortlist_k', shortlist_k), ('chunk_size', chunk_size),
+                            ('qaconv_chunk', qaconv_chunk)):
+            if name == 'chunk_size' and value is None:
+                continue
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f'{name} must be a positive integer, got {value!r}')
+        if recall_probes is not None and (not isinstance(recall_probes, int) or
+                                          recall_probes < 0):
+            raise ValueError(f'recall_probes must be None or an integer >= 0, got '
+                             f'{recall_probes!r}')
+        ranks = tuple(topk)
+        if not ranks or not all(isinstance(r, int) and 1 <= r <= shortlist_k for r in ranks):
+            raise ValueError(f'topk must hold ranks in [1, shortlist_k={shortlist_k}] (QAConv '
+                             f'only ranks the shortlist), got {topk}')
+        fpirs = tuple(float(f) for f in fpir)
+        if not all(0 < f <= 1 for f in fpirs):
+            raise ValueError(f'fpir must hold targets in (0, 1], got {fpir}')
+        weights = tuple(float(w) for w in combine_weights)
+        if len(weights) != 2 or min(weights) < 0 or sum(weights) == 0:
+            raise ValueError('combine_weights must be two non-negative numbers, not both 0, '
+                             f'got {combine_weights}')
+        self.topk = ranks
+        self.fpir = fpirs
+        self.score_types = score_types
+        self.shortlist_k = shortlist_k
+        self.recall_probes = recall_probes
+        self.combine_weights = weights
+        self.chunk_size = chunk_size
+        self.qaconv_chunk = qaconv_chunk
+        self.role_key = role_key
+        self._needs_qaconv = bool({'qaconv', 'combined'} & set(score_types))
+        self._matcher: Optional[nn.Module] = None
+
+    @property
+    def set_name(self) -> Optional[str]:
+        """The set level of the result keys: ``prefix``, else ``dataset_meta['name']``."""
+        return self.prefix or (self.dataset_meta or {}).get('name')
+
+    def bind_matcher(self, matcher: nn.Module) -> None:
+        """Use ``matcher`` (a ``QAConvHead``, providing ``match`` and ``match_pairs``) for the
+        QAConv score types."""
+        if not all(callable(getattr(matcher, m, None)) for m in ('match', 'match_pairs')):
+            raise TypeError('FaceIdentificationMetric.bind_matcher: the matcher must provide '
+                            f'match(...) and match_pairs(...), got {type(matcher).__name__}')
+        self._matcher = matcher
+
+    # ------------------------------------------------------------------ per-image entries
+
+    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+        """Store one CPU entry per image (float32 embedding, float16 map, grid visibility)."""
+        for sample in data_samples:
+            self.results.append(self._entry(sample))
+
+    def _entry(self, sample: dict) -> dict:
+        index = sample.get('sample_idx', len(self.results))
+        role = sample.get(self.role_key)
+        if role not in ROLES:
+            raise KeyError(f"FaceIdentificationMetric: sample {index} needs the metainfo "
+                           f"'{self.role_key}' set to 'gallery' or 'probe', got {role!r} (add "
+                           f"'{self.role_key}' to the data infos and to PackFaceInputs' "
+                           'meta_keys)')
+        label = sample.get('gt_label')
+        if label is None or torch.as_tensor(label).numel() != 1:
+            raise KeyError(f'FaceIdentificationMetric: sample {index} needs a single gt_label '
+                           f'(identity), got {label!r}')
+        embedding = self._field(sample, 'embedding', index)
+        if embedding.dim() != 1:
+            raise ValueError(f'FaceIdentificationMetric: embedding of sample {index} must be '
+                             f'[D], got {list(embedding.shape)}')
+        entry = dict(
+            sample_idx=int(index),
+            gallery=role == 'gallery',
+            label=int(torch.as_tensor(label).item()),
+            embedding=embedding.detach().to('cpu', torch.float32))
+        if self._needs_qaconv:
+            feature_map = self._field(sample, 'feature_map', index)
+            if feature_map.dim() != 3:
+                raise ValueError(f'FaceIdentificationMetric: feature_map of sample {index} must '
+                                 f'be [C, h, w], got {list(feature_map.shape)}')
+            entry['feature_map'] = feature_map.detach().to('cpu', torch.float16)
+            vis = sample.get('visibility')
+            if vis is not None:
+                grid = tuple(feature_map.shape[1:])
+                if vis.numel() != math.prod(grid):
+                    raise ValueError(f'FaceIdentificationMetric: visibility of sample {index} '
+                                     f'must be [1, {grid[0]}, {grid[1]}] (the map grid), got '
+                                     f'{list(vis.shape)}')
+                entry['visibility'] = vis.detach().to('cpu', torch.float32).reshape(1, *grid)
+        return entry
+
+    @staticmethod
+    def _field(sample: dict, key: str, index: int) -> torch.Tensor:
+        value = sample.get(key)
+        if not isinstance(value, torch.Tensor):
+            raise KeyError(f"FaceIdentificationMetric: sample {index} has no tensor '{key}' (the "
+                           'model predict() output); the requested score types need it')
+        return value
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, size: int) -> dict:
+        """Collect the entries on rank 0, compute there, broadcast the metrics (or the error).
+
+        Args:
+            size (int): Number of images of the data set (drops the sampler's padding).
+
+        Returns:
+            dict: ``<set>/<key>`` -> Python number, on every rank.
+        """
+        entries = collect_results(self.results, size, self.collect_device)
+        self.results.clear()
+        payload: List[Optional[Tuple[str, Any]]] = [None]
+        failure = None
+        if is_main_process():
+            try:
+                metrics = self.compute_metrics(entries)
+                name = self.set_name
+                payload = [('ok', {f'{name}/{k}' if name else k: v
+                                   for k, v in metrics.items()})]
+            except Exception as error:  # every rank must leave the broadcast below
+                failure = error
+                payload = [('error', f'{type(error).__name__}: {error}')]
+        del entries
+        broadcast_object_list(payload)
+        status, value = payload[0]
+        if failure is not None:
+            raise failure
+        if status == 'error':
+            raise RuntimeError(f'FaceIdentificationMetric failed on rank 0: {value}')
+        return value
+
+    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        """Search every probe in the gallery and evaluate each score type.
+
+        Args:
+            results (list[dict]): entries made by :meth:`process`, in any order. Their stored
+                maps are released while being stacked.
+
+        Returns:
+            dict: ``<score type>/<name>`` and the set's counts -> Python numbers.
+        """
+        entries = sorted(results, key=lambda e: e['sample_idx'])
+        has_vis = sum('visibility' in e for e in entries)
+        if 0 < has_vis < len(entries):
+            raise ValueError(f"FaceIdentificationMetric: 'visibility' is given for {has_vis} of "
+                             f'{len(entries)} images; provide it for all or none')
+        gallery = [e for e in entries if e['gallery']]
+        probes = [e for e in entries if not e['gallery']]
+        if not gallery or not probes:
+            raise ValueError(f'FaceIdentificationMetric: needs gallery and probe images, got '
+                             f'{len(gallery)} gallery and {len(probes)} probe images')
+        gallery_labels = np.array([e['label'] for e in gallery], dtype=np.int64)
+        probe_labels = np.array([e['label'] for e in probes], dtype=np.int64)
+        k = min(self.shortlist_k, len(gallery))
+        outcomes, candidates, cosines = self._cosine_search(
+            torch.stack([e['embedding'] for e in probes]),
+            torch.stack([e['embedding'] for e in gallery]), gallery_labels, probe_labels, k)
+        metrics: Dict[str, float] = dict(
+            num_gallery=len(gallery),
+            num_identities=int(np.unique(gallery_labels).size),
+            num_probes=len(probes),
+            num_mated=int(np.count_nonzero(outcomes.mated)),
+            num_non_mated=int(np.count_nonzero(~outcomes.mated)),
+            shortlist_k=k)
+        by_type = {'adaface': outcomes}
+        if self._needs_qaconv:
+            maps = _stack_and_release(gallery, 'feature_map'), _stack_and_release(
+                probes, 'feature_map')
+            vis = ((_stack_and_release(gallery, 'visibility'),
+                    _stack_and_release(probes, 'visibility')) if has_vis else (None, None))
+            qaconv = self._rerank(maps, vis, candidates)
+            by_type['qaconv'] = search_outcome(qaconv, gallery_labels, probe_labels, candidates)
+            if 'combined' in self.score_types:
+                w_ada, w_qa = self.combine_weights
+                fused = w_ada * _standardise(cosines) + w_qa * _standardise(qaconv)
+                by_type['combined'] = search_outcome(fused, gallery_labels, probe_labels,
+                                                     candidates)
+            if self.recall_probes != 0:
+                chosen = _spread(len(probes), self.recall_probes)
+                top1 = self._full_qaconv_top1(maps, vis, chosen)
+                metrics['qaconv/shortlist_recall'] = shortlist_recall(candidates[chosen], top1)
+                metrics['qaconv/recall_probes'] = int(chosen.size)
+        open_set = bool(self.fpir) and metrics['num_non_mated'] > 0
+        if self.fpir and not open_set:
+            print_log('FaceIdentificationMetric: no non-mated probe (closed set); TPIR@FPIR is '
+                      'not reported', logger='current')
+        for score_type in self.score_types:
+            outcome = by_type[score_type]
+            for r, rate in cmc_rates(outcome, self.topk).items():
+                metrics[f'{score_type}/rank-{r}'] = rate
+            if open_set:
+                for point in tpir_at_fpir(outcome, self.fpir):
+                    metrics[f'{score_type}/tpir@fpir={point.fpir_target:g}'] = point.tpir
+        return metrics
+
+    def _cosine_search(self, probe: torch.Tensor, gallery: torch.Tensor,
+                       gallery_labels: np.ndarray, probe_labels: np.ndarray,
+                       k: int) -> Tuple[SearchOutcome, np.ndarray, np.ndarray]:
+        """AdaFace outcome over the whole gallery, and each probe's top-``k`` shortlist."""
+        outcomes, candidates, cosines = [], [], []
+        step = self.chunk_size or max(1, _COSINE_BLOCK_SCORES // gallery.shape[0])
+        for start in range(0, probe.shape[0], step):
+            block = slice(start, start + step)
+            scores = probe[block] @ gallery.t()
+            outcomes.append(search_outcome(scores.numpy(), gallery_labels, probe_labels[block]))
+            values, index = scores.topk(k, dim=1)
+            candidates.append(index.numpy())
+            cosines.append(values.double().numpy())
+        return (concatenate_outcomes(outcomes), np.concatenate(candidates),
+                np.concatenate(cosines))
+
+    def _bound_matcher(self) -> Tuple[nn.Module, torch.device]:
+        if self._matcher is None:
+            raise RuntimeError(
+                f'FaceIdentificationMetric: score types {self.score_types} need the QAConv '
+                'matcher; call bind_matcher(model.qaconv_head) (MultiValLoop/MultiTestLoop do '
+                'this for models with a qaconv_head)')
+        return self._matcher, next(self._matcher.parameters(), torch.empty(0)).device
+
+    def _rerank(self, maps: Tuple[torch.Tensor, torch.Tensor],
+                vis: Tuple[Optional[torch.Tensor], Optional[torch.Tensor]],
+                candidates: np.ndarray) -> np.ndarray:
+        """``[P, k]`` QAConv scores of each probe against its shortlisted gallery images."""
+        matcher, device = self._bound_matcher()
+        (g_maps, p_maps), (g_vis, p_vis) = maps, vis
+        num_probes, k = candidates.shape
+        probes_per_call = max(1, self.qaconv_chunk // k)
+        flat = torch.from_numpy(candidates)
+        scores = []
+        with _eval_mode(matcher), torch.no_grad():
+            for start in range(0, num_probes, probes_per_call):
+                rows = slice(start, start + probes_per_call)
+                index = flat[rows].reshape(-1)
+                scores.append(
+                    matcher.match_pairs(
+                        p_maps[rows].repeat_interleave(k, 0).to(device), g_maps[index].to(device),
+                        None if p_vis is None else p_vis[rows].repeat_interleave(k, 0).to(device),
+                        None if g_vis is None else g_vis[index].to(device)).float().cpu())
+        return torch.cat(scores).double().numpy().reshape(num_probes, k)
+
+    def _full_qaconv_top1(self, maps: Tuple[torch.Tensor, torch.Tensor],
+                          vis: Tuple[Optional[torch.Tensor], Optional[torch.Tensor]],
+                          chosen: np.ndarray) -> np.ndarray:
+        """Index of the best gallery image by QAConv over the whole gallery, per chosen probe."""
+        matcher, device = self._bound_matcher()
+        (g_maps, p_maps), (g_vis, p_vis) = maps, vis
+        rows = torch.from_numpy(chosen)
+        probe = p_maps[rows].to(device)
+        probe_vis = None if p_vis is None else p_vis[rows].to(device)
+        # match() normalises its whole gallery argument in float32, so feed it in blocks.
+        step = max(1, _GALLERY_BLOCK_BYTES // (4 * g_maps[0].numel()))
+        best = torch.full((rows.numel(), ), -math.inf)
+        best_index = torch.zeros(rows.numel(), dtype=torch.long)
+        with _eval_mode(matcher), torch.no_grad():
+            for start in range(0, g_maps.shape[0], step):
+                block = slice(start, start + step)
+                scores = matcher.match(probe, g_maps[block].to(device), probe_vis,
+                                       None if g_vis is None else g_vis[block].to(device)).cpu()
+                value, index = scores.max(dim=1)
+                better = value > best
+                best = torch.where(better, value, best)
+                best_index = torch.where(better, index + start, best_index)
+        return best_index.numpy()
+
+
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode for a block: each QAConv score then depends on its own pair only (train-mode
+    BN would mix the pairs scored together)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def _stack_and_release(entries: List[dict], key: str) -> torch.Tensor:
+    """Stack ``entries[i][key]``, dropping each entry's copy as it goes, so the peak is one copy
+    of the maps rather than two."""
+    first = entries[0][key]
+    stacked = first.new_empty((len(entries), *first.shape))
+    for i, entry in enumerate(entries):
+        stacked[i] = entry.pop(key)
+    return stacked
+
+
+def _spread(n: int, count: Optional[int]) -> np.ndarray:
+    """``count`` evenly spaced indices of ``range(n)`` (all when None or ``>= n``)."""
+    if count is None or count >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, count).round().astype(np.int64))
+
+
+def _standardise(scores: np.ndarray) -> np.ndarray:
+    """Label-free z-score over all entries (zeros for a constant score)."""
+    std = scores.std()
+    centred = scores - scores.mean()
+    return centred / std if std > 0 else centred
