@@ -24,3 +24,5 @@ __all__ = [
 ]
 # The subpackages' public names stay exported by this package too.
 __all__ += list(getattr(samplers, '__all__', ())) + list(getattr(transforms, '__all__', ()))
+from .synthface import SynthFaceDataset, SynthFaceGenerator, write_synthface  # noqa: E402
+__all__ += ['SynthFaceDataset', 'SynthFaceGenerator', 'write_synthface']
