@@ -1,3 +1,4 @@
+from .iteration_seed_hook import IterationSeedHook
 from .occlusion_batch_hook import OcclusionBatchHook
 
-__all__ = ['OcclusionBatchHook']
+__all__ = ['OcclusionBatchHook', 'IterationSeedHook']
