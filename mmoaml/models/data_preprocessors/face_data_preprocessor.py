@@ -38,6 +38,10 @@ class FaceDataPreprocessor(BaseDataPreprocessor):
             ``(127.5, 127.5, 127.5)`` (AdaFace).
         to_rgb (bool): Swap BGR -> RGB before normalising. Defaults to False (BGR, AdaFace).
         non_blocking (bool): Asynchronous host-to-device copies. Defaults to False.
+        channels_last (bool): Return the images in the ``torch.channels_last`` memory format
+            (NHWC strides, same shape), which the convolutions of CUDA (tensor cores) and of
+            the CPU (oneDNN) run faster in. ``OAML`` converts its 4-D weights once when its
+            preprocessor has this set, so no layout change happens per call. Defaults to False.
 
     Examples:
         >>> import torch
@@ -53,7 +57,8 @@ class FaceDataPreprocessor(BaseDataPreprocessor):
                  mean: Sequence[float] = (127.5, 127.5, 127.5),
                  std: Sequence[float] = (127.5, 127.5, 127.5),
                  to_rgb: bool = False,
-                 non_blocking: bool = False) -> None:
+                 non_blocking: bool = False,
+                 channels_last: bool = False) -> None:
         super().__init__(non_blocking=non_blocking)
         if len(mean) != 3 or len(std) != 3:
             raise ValueError('FaceDataPreprocessor: mean and std need 3 values (one per channel), '
@@ -61,6 +66,7 @@ class FaceDataPreprocessor(BaseDataPreprocessor):
         if any(s <= 0 for s in std):
             raise ValueError(f'FaceDataPreprocessor: std must be positive, got {tuple(std)}')
         self.to_rgb = to_rgb
+        self.channels_last = channels_last
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(3, 1, 1), False)
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(3, 1, 1), False)
 
@@ -74,7 +80,8 @@ class FaceDataPreprocessor(BaseDataPreprocessor):
             training (bool): Unused (no batch augmentation); part of the MMEngine interface.
 
         Returns:
-            dict: ``inputs`` float32 ``[N, 3, H, W]``, ``data_samples`` (None when absent) and,
+            dict: ``inputs`` float32 ``[N, 3, H, W]`` (channels-last strides if configured),
+            ``data_samples`` (None when absent) and,
             only when the batch has an ``occ`` entry, ``occ_inputs`` and ``occ_data_samples``.
         """
         unknown = set(data) - {'inputs', 'data_samples', OCC_KEY}
@@ -102,7 +109,10 @@ class FaceDataPreprocessor(BaseDataPreprocessor):
         batch = self._stack(inputs, name).float()
         if self.to_rgb:
             batch = batch.flip(1)
-        return (batch - self.mean) / self.std
+        batch = (batch - self.mean) / self.std
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
 
     @staticmethod
     def _stack(inputs: Union[torch.Tensor, Sequence[torch.Tensor]], name: str) -> torch.Tensor:

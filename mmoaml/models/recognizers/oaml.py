@@ -112,7 +112,8 @@ class OAML(BaseModel):
         visibility_weighting (bool | str): ``'auto'``, True or False (see above). Defaults to
             ``'auto'``.
         data_preprocessor (dict | nn.Module, optional): Defaults to None:
-            ``FaceDataPreprocessor()`` (BGR, ``(x - 127.5) / 127.5``).
+            ``FaceDataPreprocessor()`` (BGR, ``(x - 127.5) / 127.5``). With its
+            ``channels_last=True`` the model's 4-D weights are converted to that layout too.
         init_cfg (dict | list[dict], optional): MMEngine initialisation config. Defaults to None.
 
     Examples:
@@ -164,6 +165,10 @@ class OAML(BaseModel):
         if self.occlusion_supervision is not None:
             self.occlusion_loss = _build(occlusion_loss, 'occlusion_loss')
         self._warned: Set[str] = set()
+        if getattr(self.data_preprocessor, 'channels_last', False):
+            # Inputs arrive channels-last; 4-D weights in the same layout spare every
+            # convolution a per-call conversion (in-place init and loading keep the layout).
+            self.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ configuration checks
 
