@@ -48,7 +48,11 @@ def setup_cpu_distributed(cfg: Config) -> None:
             rank=int(os.environ['RANK']),
             world_size=int(os.environ['WORLD_SIZE']))
     wrapper = dict(cfg.get('model_wrapper_cfg') or {})
-    wrapper['type'] = 'CPUDistributedDataParallel'
+    # The Runner looks the type up with mmengine's root MODEL_WRAPPERS.get, which does not
+    # search mmoaml's registry (a grandchild): a plain or 'mmoaml.'-scoped name resolves to
+    # None there, the full import path resolves.
+    wrapper['type'] = (f'{CPUDistributedDataParallel.__module__}.'
+                       f'{CPUDistributedDataParallel.__qualname__}')
     wrapper.setdefault('broadcast_buffers', False)
     wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
