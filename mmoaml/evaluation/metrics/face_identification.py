@@ -67,6 +67,11 @@ class FaceIdentificationMetric(BaseMetric):
     QAConv scores need the model's matcher: call :meth:`bind_matcher` with the ``QAConvHead``
     (``MultiValLoop``/``MultiTestLoop`` bind it for models with a ``qaconv_head``).
 
+    Memory: one CPU entry per image (float32 embedding, float16 map, grid visibility); QAConv
+    inputs are gathered from the entries block by block (``qaconv_chunk`` pairs, or about
+    128 MB of gallery maps for the recall), so evaluation adds bounded workspace, not a second
+    copy of the maps (``tools/benchmarks/eval_scaling.py`` measures it).
+
     Gathering: MMEngine's ``collect_results`` (all entries reach rank 0 in one round, the
     sampler's padding dropped by ``size``); rank 0 computes and broadcasts the result, or its
     error, so no rank is left waiting.
@@ -251,8 +256,7 @@ class FaceIdentificationMetric(BaseMetric):
         """Search every probe in the gallery and evaluate each score type.
 
         Args:
-            results (list[dict]): entries made by :meth:`process`, in any order. Their stored
-                maps are released while being stacked.
+            results (list[dict]): entries made by :meth:`process`, in any order.
 
         Returns:
             dict: ``<score type>/<name>`` and the set's counts -> Python numbers.
@@ -282,11 +286,8 @@ class FaceIdentificationMetric(BaseMetric):
             shortlist_k=k)
         by_type = {'adaface': outcomes}
         if self._needs_qaconv:
-            maps = _stack_and_release(gallery, 'feature_map'), _stack_and_release(
-                probes, 'feature_map')
-            vis = ((_stack_and_release(gallery, 'visibility'),
-                    _stack_and_release(probes, 'visibility')) if has_vis else (None, None))
-            qaconv = self._rerank(maps, vis, candidates)
+            sides = gallery, probes, bool(has_vis)
+            qaconv = self._rerank(*sides, candidates)
             by_type['qaconv'] = search_outcome(qaconv, gallery_labels, probe_labels, candidates)
             if 'combined' in self.score_types:
                 w_ada, w_qa = self.combine_weights
@@ -295,7 +296,7 @@ class FaceIdentificationMetric(BaseMetric):
                                                      candidates)
             if self.recall_probes != 0:
                 chosen = _spread(len(probes), self.recall_probes)
-                top1 = self._full_qaconv_top1(maps, vis, chosen)
+                top1 = self._full_qaconv_top1(*sides, chosen)
                 metrics['qaconv/shortlist_recall'] = shortlist_recall(candidates[chosen], top1)
                 metrics['qaconv/recall_probes'] = int(chosen.size)
         open_set = bool(self.fpir) and metrics['num_non_mated'] > 0
@@ -335,45 +336,43 @@ class FaceIdentificationMetric(BaseMetric):
                 'this for models with a qaconv_head)')
         return self._matcher, next(self._matcher.parameters(), torch.empty(0)).device
 
-    def _rerank(self, maps: Tuple[torch.Tensor, torch.Tensor],
-                vis: Tuple[Optional[torch.Tensor], Optional[torch.Tensor]],
+    def _rerank(self, gallery: List[dict], probes: List[dict], use_vis: bool,
                 candidates: np.ndarray) -> np.ndarray:
         """``[P, k]`` QAConv scores of each probe against its shortlisted gallery images."""
         matcher, device = self._bound_matcher()
-        (g_maps, p_maps), (g_vis, p_vis) = maps, vis
         num_probes, k = candidates.shape
         probes_per_call = max(1, self.qaconv_chunk // k)
-        flat = torch.from_numpy(candidates)
         scores = []
         with _eval_mode(matcher), torch.no_grad():
             for start in range(0, num_probes, probes_per_call):
-                rows = slice(start, start + probes_per_call)
-                index = flat[rows].reshape(-1)
+                stop = min(start + probes_per_call, num_probes)
+                rows = np.repeat(np.arange(start, stop), k)
+                columns = candidates[start:stop].reshape(-1)
                 scores.append(
                     matcher.match_pairs(
-                        p_maps[rows].repeat_interleave(k, 0).to(device), g_maps[index].to(device),
-                        None if p_vis is None else p_vis[rows].repeat_interleave(k, 0).to(device),
-                        None if g_vis is None else g_vis[index].to(device)).float().cpu())
+                        _gather(probes, rows, 'feature_map', device),
+                        _gather(gallery, columns, 'feature_map', device),
+                        _gather(probes, rows, 'visibility', device) if use_vis else None,
+                        _gather(gallery, columns, 'visibility', device) if use_vis else None,
+                    ).float().cpu())
         return torch.cat(scores).double().numpy().reshape(num_probes, k)
 
-    def _full_qaconv_top1(self, maps: Tuple[torch.Tensor, torch.Tensor],
-                          vis: Tuple[Optional[torch.Tensor], Optional[torch.Tensor]],
+    def _full_qaconv_top1(self, gallery: List[dict], probes: List[dict], use_vis: bool,
                           chosen: np.ndarray) -> np.ndarray:
         """Index of the best gallery image by QAConv over the whole gallery, per chosen probe."""
         matcher, device = self._bound_matcher()
-        (g_maps, p_maps), (g_vis, p_vis) = maps, vis
-        rows = torch.from_numpy(chosen)
-        probe = p_maps[rows].to(device)
-        probe_vis = None if p_vis is None else p_vis[rows].to(device)
+        probe = _gather(probes, chosen, 'feature_map', device)
+        probe_vis = _gather(probes, chosen, 'visibility', device) if use_vis else None
         # match() normalises its whole gallery argument in float32, so feed it in blocks.
-        step = max(1, _GALLERY_BLOCK_BYTES // (4 * g_maps[0].numel()))
-        best = torch.full((rows.numel(), ), -math.inf)
-        best_index = torch.zeros(rows.numel(), dtype=torch.long)
+        step = max(1, _GALLERY_BLOCK_BYTES // (4 * probe[0].numel()))
+        best = torch.full((len(chosen), ), -math.inf)
+        best_index = torch.zeros(len(chosen), dtype=torch.long)
         with _eval_mode(matcher), torch.no_grad():
-            for start in range(0, g_maps.shape[0], step):
-                block = slice(start, start + step)
-                scores = matcher.match(probe, g_maps[block].to(device), probe_vis,
-                                       None if g_vis is None else g_vis[block].to(device)).cpu()
+            for start in range(0, len(gallery), step):
+                block = range(start, min(start + step, len(gallery)))
+                scores = matcher.match(
+                    probe, _gather(gallery, block, 'feature_map', device), probe_vis,
+                    _gather(gallery, block, 'visibility', device) if use_vis else None).cpu()
                 value, index = scores.max(dim=1)
                 better = value > best
                 best = torch.where(better, value, best)
@@ -393,14 +392,11 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-def _stack_and_release(entries: List[dict], key: str) -> torch.Tensor:
-    """Stack ``entries[i][key]``, dropping each entry's copy as it goes, so the peak is one copy
-    of the maps rather than two."""
-    first = entries[0][key]
-    stacked = first.new_empty((len(entries), *first.shape))
-    for i, entry in enumerate(entries):
-        stacked[i] = entry.pop(key)
-    return stacked
+def _gather(entries: List[dict], indices: Sequence[int], key: str,
+            device: torch.device) -> torch.Tensor:
+    """Stack ``entries[i][key]`` for ``indices`` on ``device``: QAConv inputs are gathered per
+    block, so no stacked copy of all maps ever exists besides the stored entries."""
+    return torch.stack([entries[i][key] for i in indices]).to(device)
 
 
 def _spread(n: int, count: Optional[int]) -> np.ndarray:
