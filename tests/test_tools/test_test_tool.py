@@ -1,0 +1,277 @@
+"""tools/test.py end to end: a tiny .bin and its occluded variants (the occluded-benchmark
+generator), a checkpoint of a freshly built OAML, the results table, --dump with offline scoring
+by eval_features.py, --show-dir, --trust-checkpoint and a 2-process CPU run of dist_test.sh."""
+import argparse
+import contextlib
+import importlib.util
+import io
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmoaml.datasets import (decode_image, dump_verification_bin, encode_image,
+                             load_verification_bin, load_visibility_masks)
+from mmoaml.datasets.occluded_benchmark import load_grid_masks, make_occluded_variants
+from mmoaml.evaluation import load_face_features
+from mmoaml.registry import MODELS
+from mmoaml.utils import UnsafeCheckpointError
+
+REPO = Path(__file__).parents[2]
+PROTOCOLS = ('clean', 'mask_probe', 'random_probe')
+SETS = tuple(f'tiny_{p}' for p in PROTOCOLS)
+ISSAME = (True, False, True, False)
+SIZE, GRID = 16, (2, 2)  # 16x16 faces; QAConv and the occlusion head on the 2x2 stage-3 map
+SCORES = ('adaface', 'qaconv', 'qaconv_gt', 'combined')
+MODEL = dict(
+    type='OAML',
+    backbone=dict(type='IResNet', depth=18, input_size=SIZE, out_indices=(2, 3)),
+    neck=dict(type='FaceEmbeddingNeck', in_channels=512, feat_size=1, embed_dim=32),
+    adaface_head=dict(type='AdaFaceHead', embed_dim=32, num_classes=4),
+    qaconv_head=dict(type='QAConvHead', num_features=256, height=GRID[0], width=GRID[1]),
+    occlusion_head=dict(type='OcclusionHead', in_channels=256, mid_channels=16),
+    feature_level=0)
+_run_ids = itertools.count()
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+test_tool = _load('mmoaml_test_tool', REPO / 'tools' / 'test.py')
+eval_features = _load('mmoaml_eval_features',
+                      REPO / 'tools' / 'analysis_tools' / 'eval_features.py')
+
+
+def _config(data_root, sets, batch_size=2):
+    loaders = ',\n'.join(
+        f"dict(batch_size={batch_size}, num_workers=0, "
+        f"sampler=dict(type='DefaultSampler', shuffle=False), "
+        f"dataset=dict(type='VerificationBinDataset', data_root={str(data_root)!r}, "
+        f"ann_file='{name}.bin', pipeline=[dict(type='PackFaceInputs')]))" for name in sets)
+    return (f"default_scope = 'mmoaml'\n"
+            f"custom_imports = dict(imports=['mmoaml'], allow_failed_imports=False)\n"
+            f"model = {MODEL!r}\n"
+            f"env_cfg = dict(dist_cfg=dict(backend='gloo'))\n"
+            f"default_hooks = dict(logger=dict(type='LoggerHook', interval=10))\n"
+            f"test_cfg = dict(type='MultiTestLoop')\n"
+            f"test_dataloader = [{loaders}]\n"
+            f"test_evaluator = dict(type='FaceVerificationMetric', nfolds=2, far=(0.5, ), "
+            f"score_types={SCORES!r})\n")
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    """The models here are tiny: with the cores shared, a second intra-op thread only waits
+    (measured: 4 s to 18 s for the same run under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    """The .bin variants, a checkpoint of a fresh model, a 3-set and a 1-set config."""
+    root = tmp_path_factory.mktemp('test_tool')
+    rng = np.random.default_rng(0)
+    images = []
+    for same in ISSAME:
+        first = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+        second = first if same else rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+        noise = rng.integers(-20, 21, second.shape)
+        images += [first, np.clip(second + noise, 0, 255).astype(np.uint8)]
+    dump_verification_bin(str(root / 'tiny.bin'), [encode_image(i, '.png') for i in images],
+                          ISSAME)
+    make_occluded_variants(str(root / 'tiny.bin'), str(root), protocols=PROTOCOLS, ext='.png',
+                           grid_sizes=(GRID, ))
+    torch.manual_seed(0)
+    model = MODELS.build(dict(MODEL, _scope_='mmoaml'))
+    with torch.no_grad():  # non-default eval statistics, so that the dumped head is checked
+        model.qaconv_head.bn.running_mean.fill_(0.2)
+        model.qaconv_head.logit_bn.running_var.fill_(3.0)
+    state = model.state_dict()
+    torch.save(dict(state_dict=state, meta={}), root / 'ckpt.pth')
+    # Needs more than weights and MMEngine's state: refused unless trusted.
+    torch.save(dict(state_dict=state, meta=dict(args=argparse.Namespace(lr=0.1))),
+               root / 'full.pth')
+    (root / 'cfg.py').write_text(_config(root, SETS))
+    (root / 'one_set.py').write_text(_config(root, SETS[:1]))
+    return dict(root=root, state=state)
+
+
+def _argv(files, config, *extra, checkpoint='ckpt.pth'):
+    run = next(_run_ids)
+    return [str(files['root'] / config), str(files['root'] / checkpoint), '--work-dir',
+            str(files['root'] / f'work{run}'), '--cfg-options',
+            f'experiment_name=test_tool_{run}', *extra]
+
+
+@pytest.fixture(scope='module')
+def online(files):
+    """One single-process run with --dump and --show-dir: its metrics and printed output."""
+    root = files['root']
+    argv = _argv(files, 'cfg.py', '--dump', str(root / 'dump'), '--show-dir', str(root / 'show'),
+                 '--show-num', '6')
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        metrics = test_tool.main(argv)
+    return dict(metrics=metrics, stdout=stdout.getvalue())
+
+
+def _table(stdout):
+    return [line for line in stdout.splitlines() if line.startswith('|')]
+
+
+def _cells(line):
+    return [c.strip() for c in line.strip('|').split('|')]
+
+
+def test_prints_one_row_per_set_and_the_mean(online):
+    metrics, table = online['metrics'], _table(online['stdout'])
+    header = _cells(table[0])
+    assert header[:2] == ['set', 'pairs']
+    assert header[2:] == [t for s in SCORES for t in (f'{s} acc', f'{s} TAR@FAR=0.5')]
+    rows = {_cells(line)[0]: _cells(line) for line in table[2:]}
+    assert list(rows) == [*SETS, 'mean']
+    for name in SETS:
+        assert rows[name][1] == str(len(ISSAME))
+        for i, score in enumerate(SCORES):
+            acc = metrics[f'{name}/{score}/accuracy']
+            tar = metrics[f'{name}/{score}/tar@far=0.5']
+            assert rows[name][2 + 2 * i:4 + 2 * i] == [f'{100 * acc:.2f}', f'{100 * tar:.2f}']
+    for i, score in enumerate(SCORES):
+        mean = metrics[f'mean/{score}/accuracy']
+        assert mean == pytest.approx(np.mean([metrics[f'{n}/{score}/accuracy'] for n in SETS]))
+        assert rows['mean'][2 + 2 * i] == f'{100 * mean:.2f}'
+
+
+def test_dump_holds_the_sets_features_head_and_metric_config(files, online):
+    root = files['root']
+    assert json.loads((root / 'dump' / 'metrics.json').read_text()) == dict(
+        sets=list(SETS), metrics=online['metrics'])
+    for name in SETS:
+        dump = load_face_features(root / 'dump' / f'{name}.npz')
+        assert dump.set_name == name
+        assert dump.metric_cfg == dict(nfolds=2, far=[0.5], score_types=list(SCORES))
+        _, issame = load_verification_bin(str(root / f'{name}.bin'))
+        assert [e['sample_idx'] for e in dump.entries] == list(range(2 * len(ISSAME)))
+        assert [e['issame'] for e in dump.entries[::2]] == issame.tolist()
+        entry = dump.entries[0]
+        assert entry['embedding'].shape == (32, ) and entry['embedding'].dtype == torch.float32
+        assert entry['feature_map'].shape == (256, *GRID)
+        assert entry['feature_map'].dtype == torch.float16
+        assert entry['visibility'].shape == (1, *GRID)
+        # Ground truth on the map grid: the generator's own area-averaged masks.
+        grid = load_grid_masks(root / f'{name}_masks_{GRID[0]}x{GRID[1]}.npz')
+        dumped = torch.stack([e['gt_visibility'] for e in dump.entries]).numpy()
+        np.testing.assert_allclose(dumped, grid, atol=1e-6)
+        for key, value in dump.matcher_state.items():
+            assert torch.equal(value, files['state'][f'qaconv_head.{key}']), key
+        assert dump.matcher_cfg == dict(type='QAConvHead', num_features=256, height=GRID[0],
+                                        width=GRID[1], weighting='mask')
+
+
+def test_offline_scoring_of_the_dump_gives_the_same_numbers(files, online, capsys):
+    offline = eval_features.main([str(files['root'] / 'dump')])
+    printed = capsys.readouterr().out
+    per_set = {k: v for k, v in online['metrics'].items() if not k.startswith('mean/')}
+    assert offline == per_set  # exactly, every key
+    assert _table(printed) == _table(online['stdout'])
+
+
+def test_show_dir_draws_predicted_and_ground_truth_visibility(files, online):
+    alpha, visible, hidden = 0.45, np.array([0, 200, 0]), np.array([0, 0, 255])
+    for name in SETS:
+        grid = cv2.imread(str(files['root'] / 'show' / f'{name}.png'))
+        # 6 faces in one row (up to 8 columns), each tile prediction | ground truth, 2 px pad.
+        tile_w = 2 * SIZE
+        assert grid.shape == (SIZE + 4, 6 * (tile_w + 2) + 2, 3)
+        faces, _ = load_verification_bin(str(files['root'] / f'{name}.bin'))
+        gt = load_visibility_masks(str(files['root'] / f'{name}_masks.npz'))
+        dump = load_face_features(files['root'] / 'dump' / f'{name}.npz')
+        for i in range(6):
+            face = decode_image(faces[i], name).astype(np.float64)
+            cell = SIZE // GRID[0]
+            pred = dump.entries[i]['visibility'][0].numpy().repeat(cell, 0).repeat(cell, 1)
+            left = 2 + i * (tile_w + 2)
+            for vis, x in ((pred, left), (gt[i] / 255.0, left + SIZE)):
+                tint = vis[..., None] * visible + (1 - vis[..., None]) * hidden
+                expected = np.rint((1 - alpha) * face + alpha * tint)
+                drawn = grid[2:2 + SIZE, x:x + SIZE].astype(np.float64)
+                np.testing.assert_allclose(drawn, expected, atol=1)
+
+
+def test_checkpoint_needing_full_unpickling_requires_trust(files, capsys):
+    with pytest.raises(UnsafeCheckpointError, match='full.pth'):
+        test_tool.main(_argv(files, 'one_set.py', checkpoint='full.pth'))
+    metrics = test_tool.main(
+        _argv(files, 'one_set.py', '--trust-checkpoint', checkpoint='full.pth'))
+    assert set(metrics) >= {f'{SETS[0]}/{s}/accuracy' for s in SCORES}
+    assert _cells(_table(capsys.readouterr().out)[2])[0] == SETS[0]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_cpu_processes_give_the_single_process_numbers(files, online):
+    root = files['root']
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    env.pop('CUDA_VISIBLE_DEVICES', None)
+    argv = _argv(files, 'cfg.py', '--dump', str(root / 'dist_dump'))
+    result = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'dist_test.sh'), argv[0], argv[1], '2', *argv[2:]],
+        env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    distributed = json.loads((root / 'dist_dump' / 'metrics.json').read_text())['metrics']
+    assert _table(result.stdout) == _table(online['stdout'])
+    # Each rank predicts other batches with another thread count: CPU convolutions may round
+    # differently (seen: thresholds off in the 9th digit), so floats match to rounding only.
+    assert list(distributed) == list(online['metrics'])
+    for key, value in online['metrics'].items():
+        assert distributed[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+
+
+def _dump_cfg(test_dataloader, test_evaluator, qaconv=True):
+    model = dict(type='OAML', qaconv_head=dict(type='QAConvHead') if qaconv else None)
+    cfg = Config(dict(model=model, test_dataloader=test_dataloader,
+                      test_evaluator=test_evaluator))
+    test_tool.add_feature_dump(cfg, 'out')
+    return cfg.test_evaluator
+
+
+def test_dump_is_appended_to_each_verification_set_in_every_evaluator_layout():
+    verification = dict(type='FaceVerificationMetric', nfolds=5)
+    identification = dict(type='FaceIdentificationMetric')
+    dump = dict(type='DumpFaceFeatures', out_dir='out',
+                score_types=['adaface', 'qaconv', 'qaconv_gt', 'qaconv_none', 'combined'],
+                metric_cfg=dict(nfolds=5))
+    # One config for all sets: copied per set, then extended.
+    assert _dump_cfg([{}, {}], verification) == [[verification, dump]] * 2
+    # One entry per set (a metric, a list, an Evaluator config); sets without a verification
+    # metric are left as they are.
+    evaluators = [verification, [identification],
+                  dict(type='Evaluator', metrics=[verification, identification])]
+    assert _dump_cfg([{}, {}, {}], evaluators) == [
+        [verification, dump], [identification],
+        dict(type='Evaluator', metrics=[verification, identification, dump])]
+    # A single loader; a model without QAConv dumps the embeddings only.
+    assert _dump_cfg({}, verification, qaconv=False) == [
+        verification, dict(dump, score_types=['adaface'])]
+    with pytest.raises(ValueError, match='no test set is evaluated with a FaceVerification'):
+        _dump_cfg([{}], [identification])
