@@ -89,7 +89,7 @@ def test_score_types_and_combine_weights_override_the_dumped_config(dump_dir, tm
     out = tmp_path / 'offline.json'
     metrics = eval_features.main([
         str(dump_dir['path']), '--score-types', 'qaconv_gt', 'qaconv_none', 'combined',
-        '--combine-weights', '0.2', '0.8', '--out', str(out)
+        '--combine-weights', '0.2', '0.8', '--device', 'cpu', '--out', str(out)
     ])
     expected = {}
     for seed, name in enumerate(('alpha', 'zeta')):

@@ -10,8 +10,9 @@ and the set's dumped ``FaceVerificationMetric`` arguments, through the same
 ``FaceVerificationMetric.compute_metrics`` as the online test, so without overrides the table is
 the one ``tools/test.py`` printed. The sets are those of the folder's ``metrics.json`` (written
 by ``tools/test.py``), in the online order; without that file, every ``<set>.npz`` of the
-folder in alphabetical order. This replaces the OAML report's separate
-single-GPU QAConv evaluation script.
+folder in alphabetical order. QAConv scores are bit-identical when the matcher runs on the
+device of the online run (``--device``); another device's kernels may round differently. This
+replaces the OAML report's separate single-GPU QAConv evaluation script.
 """
 import argparse
 import glob
@@ -40,6 +41,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         type=float,
         metavar=('W_ADAFACE', 'W_QACONV'),
         help='weights of the combined score (default: the dumped ones)')
+    parser.add_argument(
+        '--device',
+        default='cpu',
+        help='device of the QAConv matcher (default cpu); the device the online test ran on '
+        'gives bit-identical QAConv scores')
     parser.add_argument('--out', help='also write the metrics to this JSON file')
     return parser.parse_args(argv)
 
@@ -72,7 +78,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         overrides['combine_weights'] = args.combine_weights
     metrics: Dict[str, float] = {}
     for path in dump_files(args.dump_dir):
-        metrics.update(score_face_features(load_face_features(path), **overrides))
+        metrics.update(
+            score_face_features(load_face_features(path), device=args.device, **overrides))
     if args.out is not None:
         with open(args.out, 'w') as f:
             json.dump(metrics, f, indent=1)

@@ -3,7 +3,8 @@ import json
 import os
 import os.path as osp
 import zipfile
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import (Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 import torch
@@ -260,11 +261,16 @@ def _entries(path: str, arrays: Dict[str, np.ndarray]) -> List[dict]:
     return entries
 
 
-def score_face_features(dump: FaceFeatureDump, **overrides) -> Dict[str, float]:
+def score_face_features(dump: FaceFeatureDump,
+                        device: Union[str, torch.device] = 'cpu',
+                        **overrides) -> Dict[str, float]:
     """Recompute a dumped set's metrics with ``FaceVerificationMetric.compute_metrics``.
 
     Args:
         dump (FaceFeatureDump): From :func:`load_face_features`.
+        device (str | torch.device): Where the QAConv matcher scores. The online test scores
+            on the model's device; the same device gives bit-identical QAConv scores (another
+            device's kernels may round differently). Defaults to ``'cpu'``.
         **overrides: ``FaceVerificationMetric`` arguments replacing the dumped ones (e.g.
             ``score_types``, ``combine_weights``).
 
@@ -278,6 +284,6 @@ def score_face_features(dump: FaceFeatureDump, **overrides) -> Dict[str, float]:
                          f'{sorted(missing)} (it serves {sorted(dump.servable_score_types())})')
     matcher = dump.build_matcher()
     if matcher is not None:
-        metric.bind_matcher(matcher)
+        metric.bind_matcher(matcher.to(device))
     metrics = metric.compute_metrics(dump.entries)
     return {f'{dump.set_name}/{key}': value for key, value in metrics.items()}
