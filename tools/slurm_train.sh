@@ -1,24 +1,42 @@
 #!/usr/bin/env bash
-# Usage: [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] tools/slurm_train.sh PARTITION JOB CONFIG WORK_DIR [args...]
-set -x
+# Train on a Slurm cluster, one task per GPU (MMPretrain's slurm_train.sh interface).
+#
+# Usage: [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
+#        tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
+#
+# GPUS is the number of tasks (processes) in all, GPUS_PER_NODE the tasks per node. On a
+# cluster without GPUs set GRES="" (no --gres request): tools/train.py then runs DDP over gloo
+# on the CPU tasks. PYTHON selects the interpreter (default: python).
+set -euo pipefail
+
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
 WORK_DIR=$4
+PY_ARGS=("${@:5}")
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+GRES=${GRES-"gpu:${GPUS_PER_NODE}"}
 SRUN_ARGS=${SRUN_ARGS:-""}
-PY_ARGS=${@:5}
 PYTHON=${PYTHON:-python}
+TOOLS_DIR=$(dirname "$0")
 
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-srun -p "${PARTITION}" \
-    --job-name="${JOB_NAME}" \
-    --gres=gpu:"${GPUS_PER_NODE}" \
-    --ntasks="${GPUS}" \
-    --ntasks-per-node="${GPUS_PER_NODE}" \
-    --cpus-per-task="${CPUS_PER_TASK}" \
+GRES_ARGS=()
+if [ -n "$GRES" ]; then
+    GRES_ARGS=(--gres="$GRES")
+fi
+
+# SRUN_ARGS is split on purpose: it holds any number of extra srun options.
+# shellcheck disable=SC2086
+PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
+srun -p "$PARTITION" \
+    --job-name="$JOB_NAME" \
+    ${GRES_ARGS[@]+"${GRES_ARGS[@]}"} \
+    --ntasks="$GPUS" \
+    --ntasks-per-node="$GPUS_PER_NODE" \
+    --cpus-per-task="$CPUS_PER_TASK" \
     --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    "$PYTHON" -u "$(dirname "$0")/train.py" "${CONFIG}" --work-dir="${WORK_DIR}" --launcher="slurm" ${PY_ARGS}
+    $SRUN_ARGS \
+    "$PYTHON" -u "$TOOLS_DIR/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm \
+    ${PY_ARGS[@]+"${PY_ARGS[@]}"}

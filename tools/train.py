@@ -3,12 +3,14 @@
     python tools/train.py configs/oaml_ir50.py [--work-dir DIR] [--resume [CKPT]] [--amp]
     tools/dist_train.sh configs/oaml_ir50.py 8
 
-Without CUDA, a distributed launch runs DDP over gloo on CPU processes, and ``--amp`` means
-bf16 autocast on the CPU.
+Without CUDA, a distributed launch runs DDP over gloo on CPU processes. ``--amp`` selects
+``AutocastOptimWrapper`` everywhere: float16 with dynamic loss scaling on CUDA (``--amp-dtype
+bfloat16`` for bf16), bfloat16 on the CPU; non-finite losses stay skipped.
 """
 import argparse
 import os
 import os.path as osp
+from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
@@ -35,8 +37,8 @@ def parse_args() -> argparse.Namespace:
         '--amp-dtype',
         choices=['float16', 'bfloat16'],
         default=None,
-        help='autocast dtype: float16 (CUDA, with dynamic loss scaling) or bfloat16 (default '
-        'on CPU, where it is the only choice)')
+        help='autocast dtype with --amp: float16 (default on CUDA, dynamic loss scaling) or '
+        'bfloat16 (default and only choice on the CPU)')
     parser.add_argument('--no-validate', action='store_true', help='skip validation')
     parser.add_argument(
         '--auto-scale-lr',
@@ -52,25 +54,44 @@ def parse_args() -> argparse.Namespace:
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.amp_dtype is not None and not args.amp:
+        parser.error('--amp-dtype needs --amp')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 
-def amp_optim_wrapper(cfg: Config, dtype) -> None:
-    """Switch ``cfg.optim_wrapper`` to autocast training on this machine's device."""
-    if torch.cuda.is_available():
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-        if dtype is not None:
-            cfg.optim_wrapper.dtype = dtype
-        return
-    if dtype == 'float16':
+#: Wrapper types ``--amp`` may replace: the plain, non-finite-skipping and AMP wrappers.
+AMP_REPLACEABLE = ('OptimWrapper', 'FiniteLossOptimWrapper', 'AmpOptimWrapper',
+                   'AutocastOptimWrapper')
+
+
+def amp_optim_wrapper(cfg: Config, dtype: Optional[str]) -> None:
+    """Switch ``cfg.optim_wrapper`` to ``AutocastOptimWrapper`` on this machine's device.
+
+    One wrapper on every device: MMEngine's ``AmpOptimWrapper`` refuses to start without CUDA
+    and does not skip non-finite losses. On CUDA the default is float16 with dynamic loss
+    scaling (AdaFace's 16-bit recipe); on the CPU bfloat16 (float16 is refused there: no fast
+    kernels). A ``loss_scale`` already in the config is kept.
+    """
+    wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper_type not in AMP_REPLACEABLE:
+        raise ValueError(f'--amp: optim_wrapper.type={wrapper_type!r} cannot be switched to '
+                         f'autocast; expected one of {AMP_REPLACEABLE}')
+    on_cuda = torch.cuda.is_available()
+    if dtype is None:
+        dtype = 'float16' if on_cuda else 'bfloat16'
+    elif dtype == 'float16' and not on_cuda:
         raise ValueError('--amp-dtype float16 needs CUDA; use bfloat16 on the CPU')
     cfg.optim_wrapper.type = 'AutocastOptimWrapper'
-    cfg.optim_wrapper.dtype = 'bfloat16'
+    cfg.optim_wrapper.dtype = dtype
+    if cfg.optim_wrapper.get('loss_scale') is None:
+        cfg.optim_wrapper.loss_scale = 'auto'
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply the command line to ``cfg``: ``--cfg-options`` first, then the named flags."""
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -90,12 +111,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.val_evaluator = None
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
-            raise KeyError(f'{args.config} has no auto_scale_lr (base_batch_size) setting')
+            raise ValueError(f'--auto-scale-lr: {args.config} has no auto_scale_lr '
+                             '(base_batch_size) setting')
         cfg.auto_scale_lr.enable = True
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if cfg.launcher != 'none' and not torch.cuda.is_available():
-        setup_cpu_distributed(cfg)
     return cfg
 
 
@@ -103,6 +121,8 @@ def main() -> None:
     args = parse_args()
     register_all_modules(init_default_scope=False)
     cfg = merge_args(Config.fromfile(args.config), args)
+    if cfg.launcher != 'none' and not torch.cuda.is_available():
+        setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
 
