@@ -14,5 +14,8 @@ install: $(PY)
 test: install
 	$(PY) -m pytest -q tests
 
+# Extra options, e.g. make demo DEMO_ARGS="--seed 1 --with-noocc" (tools/demo_synthface.py -h).
+DEMO_ARGS ?=
+
 demo: install
-	$(PY) tools/demo_synthface.py
+	$(PY) tools/demo_synthface.py $(DEMO_ARGS)

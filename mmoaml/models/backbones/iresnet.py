@@ -48,6 +48,18 @@ def _pair(size: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
     return pair
 
 
+def _stage_tuple(values: Optional[Sequence[int]], default: Sequence[int],
+                 name: str) -> Tuple[int, ...]:
+    """Four positive per-stage integers (``default`` when ``values`` is None)."""
+    if values is None:
+        return tuple(default)
+    values = tuple(values)
+    if len(values) != len(default) or not all(isinstance(v, int) and v > 0 for v in values):
+        raise ValueError(f'{name} must be {len(default)} positive ints (one per stage), got '
+                         f'{values!r}')
+    return values
+
+
 class SqueezeExcitation(nn.Module):
     """Channel attention of the IR-SE unit, without biases (AdaFace ``SEModule``).
 
@@ -222,6 +234,13 @@ class IResNet(BaseModule):
         with_cp (bool): Recompute each unit's activations in backward (activation checkpointing)
             to save memory; results, gradients and BatchNorm statistics are the same as without.
             Defaults to False.
+        stem_channels (int, optional): Channels of the input layer. Defaults to None: 64
+            (reference). Not a reference option: it and the two below make small variants
+            (e.g. SynthFace's CPU-sized models) possible with the same unit design.
+        stage_channels (Sequence[int], optional): Channels of the four stages. Defaults to None:
+            the reference channels of ``depth`` (64/128/256/512 or 256/512/1024/2048).
+        stage_units (Sequence[int], optional): Units of the four stages. Defaults to None: the
+            reference counts of ``depth`` (:data:`UNITS_PER_STAGE`).
         init_cfg (dict | list[dict], optional): Initialisation. The default is the reference one
             (``initialize_weights``): Kaiming-normal (fan_out, ReLU gain) for every conv including
             the SE convs, BatchNorm weight 1 and bias 0; PReLU keeps PyTorch's 0.25.
@@ -247,6 +266,9 @@ class IResNet(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 stem_channels: Optional[int] = None,
+                 stage_channels: Optional[Sequence[int]] = None,
+                 stage_units: Optional[Sequence[int]] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = [
                      dict(type='Kaiming', layer='Conv2d'),
                      dict(type='Constant', val=1, bias=0, layer='_BatchNorm'),
@@ -257,7 +279,15 @@ class IResNet(BaseModule):
         self.input_size = _pair(input_size, 'input_size')
         if any(s % TOTAL_STRIDE for s in self.input_size):
             raise ValueError(f'input_size must be divisible by {TOTAL_STRIDE}, got {input_size!r}')
-        num_stages = len(UNITS_PER_STAGE[depth])
+        bottleneck = depth > MAX_BASIC_DEPTH
+        default_channels = BOTTLENECK_STAGE_CHANNELS if bottleneck else BASIC_STAGE_CHANNELS
+        self.stage_channels = _stage_tuple(stage_channels, default_channels, 'stage_channels')
+        self.stage_units = _stage_tuple(stage_units, UNITS_PER_STAGE[depth], 'stage_units')
+        if stem_channels is None:
+            stem_channels = STEM_CHANNELS
+        if not isinstance(stem_channels, int) or stem_channels < 1:
+            raise ValueError(f'stem_channels must be a positive int, got {stem_channels!r}')
+        num_stages = len(self.stage_units)
         self.out_indices = tuple(self._normalise_index(i, num_stages) for i in out_indices)
         if not self.out_indices:
             raise ValueError('out_indices must name at least one stage')
@@ -269,19 +299,17 @@ class IResNet(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
 
-        bottleneck = depth > MAX_BASIC_DEPTH
         unit_cls = BottleneckIRUnit if bottleneck else BasicIRUnit
-        self.stage_channels = BOTTLENECK_STAGE_CHANNELS if bottleneck else BASIC_STAGE_CHANNELS
 
         self.input_layer = nn.Sequential(
-            nn.Conv2d(3, STEM_CHANNELS, 3, stride=1, padding=1, bias=False),
-            nn.BatchNorm2d(STEM_CHANNELS),
-            nn.PReLU(STEM_CHANNELS),
+            nn.Conv2d(3, stem_channels, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(stem_channels),
+            nn.PReLU(stem_channels),
         )
         units = []
         stage_ends = []
-        in_channels = STEM_CHANNELS
-        for num_units, channels in zip(UNITS_PER_STAGE[depth], self.stage_channels):
+        in_channels = stem_channels
+        for num_units, channels in zip(self.stage_units, self.stage_channels):
             for j in range(num_units):
                 units.append(unit_cls(in_channels, channels, stride=2 if j == 0 else 1, se=se))
                 in_channels = channels

@@ -1,0 +1,61 @@
+# SynthFace (mmoaml.datasets.synthface; tools/demo_synthface.py writes it): procedural faces in
+# the layouts of real face data under data/synthface.
+# Train: train/<id>/<k>.jpg (FaceFolderDataset), 400 identities by default (num_classes must
+# match the written identity count). PK batches of 16 identities x 4 images. Synthetic occluders
+# (training styles only) on 60% of the faces: niqab, medical mask, sunglasses or a random patch;
+# each writes the visibility mask that supervises OAML's occlusion head. AdaFace augmentation.
+# (RandomChoice needs probabilities that sum to exactly 1, hence binary fractions.)
+# Test: the clean pairs and their probe-occluded variants with held-out occluder styles
+# (tools/dataset_converters/make_occluded_bin.py, protocols clean, mask_probe, niqab_probe,
+# sunglasses_probe), each with its pixel masks (<name>_masks.npz) for the qaconv_gt score.
+dataset_type = 'FaceFolderDataset'
+data_root = 'data/synthface'
+num_classes = 400
+train_batch_size = 64
+
+occluders = [
+    dict(type='NiqabOcclusion'),
+    dict(type='MedicalMaskOcclusion'),
+    dict(type='SunglassesOcclusion'),
+    dict(type='RandomOcclusion'),
+]
+train_pipeline = [
+    dict(type='RandomApply', prob=0.6,
+         transforms=[dict(type='RandomChoice', transforms=[[o] for o in occluders],
+                          prob=[0.375, 0.25, 0.25, 0.125])]),
+    dict(type='FaceAugmenter'),
+    dict(type='PackFaceInputs'),
+]
+train_dataloader = dict(
+    batch_size=train_batch_size,
+    num_workers=1,
+    # MMEngine reseeds each worker's NumPy identically whenever workers restart; persistent
+    # workers keep drawing new occluders in every epoch.
+    persistent_workers=True,
+    sampler=dict(type='PKSampler', num_instances=4, batch_size=train_batch_size),
+    dataset=dict(type=dataset_type, data_root=data_root, data_prefix=dict(img_path='train'),
+                 pipeline=train_pipeline),
+)
+
+test_root = data_root + '/val'
+test_sets = ['synthface_clean_clean', 'synthface_clean_mask_probe',
+             'synthface_clean_niqab_probe', 'synthface_clean_sunglasses_probe']
+test_set_names = ['clean', 'mask', 'niqab', 'sunglasses']
+test_pipeline = [dict(type='PackFaceInputs')]
+test_loader_common = dict(
+    batch_size=128,
+    num_workers=1,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+)
+test_dataloader = [
+    dict(**test_loader_common,
+         dataset=dict(type='VerificationBinDataset', data_root=test_root, ann_file=f'{stem}.bin',
+                      name=name, pipeline=test_pipeline))
+    for stem, name in zip(test_sets, test_set_names)
+]
+test_evaluator = dict(type='FaceVerificationMetric', score_types=('adaface', ))
+# Validation (when training without --no-validate): the clean pairs once, at the end.
+val_dataloader = test_dataloader[:1]
+val_evaluator = test_evaluator

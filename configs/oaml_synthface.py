@@ -1,0 +1,25 @@
+# OAML on SynthFace, sized for 2 CPU cores (tools/demo_synthface.py; README "SynthFace results").
+# - model: small IR variant (16..128 channels, 1/2/2/1 units) -> 128-d AdaFace embedding, QAConv
+#   and occlusion head on the 7x7x128 body map; 0.1 AdaFace + 0.9 QAConv + 0.1 occlusion MSE.
+# - data: SynthFace train folder (400 identities), synthetic occluders on 60% of the faces,
+#   PK batches of 16 x 4; the occlusion head learns from the main stream's masks.
+# - schedule: SGD, lr 0.1, warm-up 1 epoch, cosine to 0 over 5 epochs.
+# - test: clean pairs and probe-occluded variants (held-out styles), AdaFace, QAConv with
+#   predicted and ground-truth visibility, combined score.
+# Same data and schedule as adaface_synthface.py (the fair baseline).
+#
+#   python tools/train.py configs/oaml_synthface.py --amp --no-validate
+#   python tools/test.py configs/oaml_synthface.py work_dirs/oaml_synthface/epoch_5.pth
+_base_ = [
+    '_base_/models/oaml_ir_small.py',
+    '_base_/datasets/synthface.py',
+    '_base_/schedules/synthface_cosine.py',
+    '_base_/default_runtime.py',
+]
+model = dict(adaface_head=dict(num_classes=_base_.num_classes))
+test_evaluator = dict(type='FaceVerificationMetric',
+                      score_types=('adaface', 'qaconv', 'qaconv_gt', 'combined'))
+val_evaluator = test_evaluator
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=25),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))

@@ -1,0 +1,44 @@
+"""The SynthFace main job end to end at tiny sizes (plumbing only, no accuracy asserted)."""
+import json
+import math
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def test_quick_demo_writes_a_complete_table_json_and_figure(tmp_path):
+    work_dir = tmp_path / 'demo'
+    proc = subprocess.run(
+        [sys.executable, 'tools/demo_synthface.py', '--quick', '--with-noocc', '--work-dir',
+         str(work_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    with open(work_dir / 'results.json') as f:
+        results = json.load(f)
+    assert results['columns'] == ['clean', 'mask', 'niqab', 'sunglasses']
+    labels = [row['label'] for row in results['rows']]
+    assert labels == [
+        'AdaFace-only, no occluders', 'AdaFace-only + occluders (fair baseline)',
+        'OAML: AdaFace branch', 'OAML: QAConv, predicted visibility',
+        'OAML: QAConv, GT visibility (oracle)', 'OAML: combined (AdaFace + QAConv)'
+    ]
+    for row in results['rows']:
+        assert set(row['accuracy']) == set(results['columns'])
+        for value in row['accuracy'].values():
+            assert isinstance(value, float) and 0 <= value <= 100
+    quality = results['occlusion_head']
+    for key in ('mean_pred_occluded', 'mean_pred_clean', 'mse_occluded', 'iou_hidden_occluded'):
+        assert math.isfinite(quality[key]) and 0 <= quality[key] <= 1
+    assert set(quality['per_protocol']) == set(results['columns'])
+    # The printed table is the saved one, with one line per row.
+    assert results['table'] in proc.stdout
+    for label in labels:
+        assert label in proc.stdout
+
+    figure = cv2.imread(str(work_dir / 'visibility.png'))
+    assert figure is not None and figure.shape[0] > 112 and figure.shape[1] > 4 * 112
