@@ -534,3 +534,52 @@ def test_runner_trains_with_the_occlusion_stream(tmp_path):
         assert {'loss_adaface', 'loss_qaconv_pair', 'loss_occlusion', 'occ_mse'} <= set(log)
         assert torch.isfinite(log['loss'])
     assert runner.optim_wrapper.skipped_updates == 0
+
+
+def _ddp_worker(rank, port, queue):
+    """One rank of a 2-process gloo run of MMDistributedDataParallel.train_step (which never
+    calls OAML.train_step); rank 0 has an occlusion batch, rank 1 none (main supervision).
+    Results go back as numpy arrays: tensors would be shared through file descriptors that
+    vanish when the process exits."""
+    # A forked child must not enter OpenMP regions the parent used (libgomp is not
+    # fork-safe and hangs); one thread keeps every op sequential.
+    torch.set_num_threads(1)
+    import os
+
+    import torch.distributed as dist
+
+    from mmoaml.engine import CPUDistributedDataParallel
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=2)
+    with DefaultScope.overwrite_default_scope(SCOPE):
+        model = _tiny(seed=0)
+        ddp = CPUDistributedDataParallel(module=model, broadcast_buffers=False)
+        wrapper = _wrapper(model, lr=0.1)
+        start = [p.detach().clone() for p in model.occlusion_head.parameters()]
+        log_vars = ddp.train_step(_batch(occ=2 if rank == 0 else 0, seed=rank), wrapper)
+    changed = any(not torch.equal(s, p) for s, p in zip(start, model.occlusion_head.parameters()))
+    params = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
+    queue.put((rank, sorted(log_vars), changed, params))
+    dist.destroy_process_group()
+
+
+def test_ddp_train_step_carries_the_occlusion_stream_and_syncs_gradients():
+    import multiprocessing
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    workers = [
+        ctx.Process(target=_ddp_worker, args=(r, port, queue), daemon=True) for r in range(2)
+    ]
+    for w in workers:
+        w.start()
+    results = {r: rest for r, *rest in (queue.get(timeout=120) for _ in workers)}
+    for w in workers:
+        w.join(timeout=30)
+        assert w.exitcode == 0
+    assert 'loss_occlusion' in results[0][0] and 'loss_occlusion' in results[1][0]
+    assert results[0][1] and results[1][1]  # the occlusion head trained on both ranks
+    np.testing.assert_allclose(results[0][2], results[1][2], rtol=1e-6)  # averaged gradients
