@@ -14,7 +14,7 @@ from mmpretrain.structures import DataSample
 from torch.utils.data import Dataset
 
 from mmoaml.datasets.transforms import PackFaceInputs
-from mmoaml.engine import FiniteLossOptimWrapper
+from mmoaml.engine import FiniteLossOptimWrapper, OcclusionBatchHook
 from mmoaml.models import (OAML, FaceDataPreprocessor, OcclusionLoss, PairwiseMatchingLoss,
                            SoftmaxTripletLoss)
 from mmoaml.registry import MODELS
@@ -488,18 +488,6 @@ class _FaceData(Dataset):
                               sample_idx=i))
 
 
-class _AddOcclusionBatch(Hook):
-    """Adds ``data_batch['occ']`` in place, as OcclusionBatchHook's contract says."""
-
-    priority = 'ABOVE_NORMAL'
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        dataset = _FaceData()
-        items = [dataset[i] for i in (1, 3)]
-        data_batch['occ'] = dict(inputs=[d['inputs'] for d in items],
-                                 data_samples=[d['data_samples'] for d in items])
-
-
 class _RecordLosses(Hook):
 
     def __init__(self):
@@ -524,13 +512,21 @@ def test_runner_trains_with_the_occlusion_stream(tmp_path):
                            optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
         train_cfg=dict(by_epoch=True, max_epochs=2),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=[_AddOcclusionBatch(), recorder],
+        custom_hooks=[
+            OcclusionBatchHook(
+                occluded_loader=dict(dataset=_FaceData(), batch_size=4, num_workers=0),
+                clean_loader=dict(dataset=_FaceData(), batch_size=1, num_workers=0),
+                clean_ratio=0.2), recorder
+        ],
         randomness=dict(seed=0),
         experiment_name=f'oaml_{next(_run_ids)}',
         default_scope=SCOPE)
+    backbone = _Capture(runner.model.backbone)
     runner.train()
     assert runner.iter == 2 and len(recorder.logs) == 2
-    for log in recorder.logs:
+    # Each iteration: the main batch (4) with gradient, then the occlusion batch (4 + 1).
+    assert [args[0].shape[0] for args, _ in backbone.calls] == [4, 5, 4, 5]
+    for log in recorder.logs:  # the occlusion stream (4 + 1 faces) supervised the head
         assert {'loss_adaface', 'loss_qaconv_pair', 'loss_occlusion', 'occ_mse'} <= set(log)
         assert torch.isfinite(log['loss'])
     assert runner.optim_wrapper.skipped_updates == 0
