@@ -1,5 +1,6 @@
-# OAML on IR-101 (AdaFace's ir_101: IResNet depth 100, 3/13/30/3 units), trained on CASIA-WebFace (10,572 identities) with the occlusion stream
-# (OAML technical report; docs/design.md). Everything comes from one level of bases:
+# OAML on IR-101 (AdaFace's ir_101: IResNet depth 100, 3/13/30/3 units), trained on
+# CASIA-WebFace (10,572 identities) with the occlusion stream (OAML technical report;
+# docs/design.md); the same as oaml_ir50.py except the depth. One level of bases:
 # - model: IResNet-100 body -> AdaFace embedding, QAConv matcher and occlusion head on the 7x7x512
 #   map; loss 0.1 * AdaFace + 0.9 * QAConv (pairwise + softmax-triplet) + 0.1 * occlusion MSE.
 # - main stream: CASIA-WebFace RecordIO (faces_webface_112x112), PK batches of 64 identities x 4

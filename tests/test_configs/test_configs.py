@@ -15,7 +15,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmoaml.datasets import (dump_verification_bin, encode_image, masks_path_for,
                              save_visibility_masks, write_face_recordio)
-from mmoaml.engine.hooks import OcclusionBatchHook
 from mmoaml.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS, PARAM_SCHEDULERS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs'

@@ -1,4 +1,4 @@
-"""Random state derived from (seed, iteration), so a resumed run draws what an unbroken one would."""
+"""Random state derived from (seed, iteration): a resumed run draws what an unbroken one would."""
 import random
 
 import numpy as np
