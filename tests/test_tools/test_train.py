@@ -208,17 +208,23 @@ def _records(work_dir):
 
 
 def test_dist_train_two_cpu_processes_trains_validates_and_saves(tmp_path):
+    """DDP over gloo on 2 CPU processes, with --amp (bf16 autocast on the CPU) and the
+    channels_last layout switched on from the command line."""
     config = _write_tiny_experiment(tmp_path, epochs=2)
     work_dir = tmp_path / 'work'
     env = _env(tmp_path)
     env['PORT'] = str(_free_port())
-    proc = subprocess.run(['bash', str(DIST_TRAIN), str(config), '2', '--work-dir', str(work_dir)],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=TIMEOUT)
+    proc = subprocess.run(
+        ['bash', str(DIST_TRAIN), str(config), '2', '--work-dir', str(work_dir), '--amp',
+         '--cfg-options', 'model.data_preprocessor.channels_last=True'],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-4000:]
     log = proc.stdout
     assert 'Distributed training: True' in log and 'GPU number: 2' in log
     assert "type='mmoaml.engine.wrappers.cpu_distributed.CPUDistributedDataParallel'" in log
+    assert "type='AutocastOptimWrapper'" in log and "dtype='bfloat16'" in log
+    assert 'channels_last=True' in log
+    assert 'skipped_nonfinite: 0' in log
     assert log.count('Epoch(train) [1][1/1]') == 1 and log.count('Epoch(train) [2][1/1]') == 1
     assert 'loss_qaconv_pair' in log and 'loss_occlusion' in log  # OAML with the occlusion batch
     assert log.count('tiny_lfw/adaface/accuracy: ') == 2  # validated after both epochs
