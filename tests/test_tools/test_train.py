@@ -208,15 +208,15 @@ def _records(work_dir):
 
 
 def test_dist_train_two_cpu_processes_trains_validates_and_saves(tmp_path):
-    """DDP over gloo on 2 CPU processes, with --amp (bf16 autocast on the CPU) and the
-    channels_last layout switched on from the command line."""
+    """DDP over gloo on 2 CPU processes, with --amp (bf16 autocast on the CPU),
+    --auto-scale-lr and the channels_last layout switched on from the command line."""
     config = _write_tiny_experiment(tmp_path, epochs=2)
     work_dir = tmp_path / 'work'
     env = _env(tmp_path)
     env['PORT'] = str(_free_port())
     proc = subprocess.run(
         ['bash', str(DIST_TRAIN), str(config), '2', '--work-dir', str(work_dir), '--amp',
-         '--cfg-options', 'model.data_preprocessor.channels_last=True'],
+         '--auto-scale-lr', '--cfg-options', 'model.data_preprocessor.channels_last=True'],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-4000:]
     log = proc.stdout
@@ -224,6 +224,8 @@ def test_dist_train_two_cpu_processes_trains_validates_and_saves(tmp_path):
     assert "type='mmoaml.engine.wrappers.cpu_distributed.CPUDistributedDataParallel'" in log
     assert "type='AutocastOptimWrapper'" in log and "dtype='bfloat16'" in log
     assert 'channels_last=True' in log
+    # total batch 2 x 8 against the schedule's base of 256
+    assert 'current batch size is 16. Scaling the original LR by 0.0625' in log
     assert 'skipped_nonfinite: 0' in log
     assert log.count('Epoch(train) [1][1/1]') == 1 and log.count('Epoch(train) [2][1/1]') == 1
     assert 'loss_qaconv_pair' in log and 'loss_occlusion' in log  # OAML with the occlusion batch
