@@ -102,6 +102,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+#: Log lines shown in the child's log file only (import warnings, per-parameter listings).
+_CONSOLE_NOISE = ('Warning', 'warnings.warn', 'paramwise_options')
+
+
 def stage(message: str) -> None:
     print(f'\n==> [{time.strftime("%H:%M:%S")}] {message}', flush=True)
 
@@ -179,8 +183,9 @@ def run(command: List[str], log_path: str) -> None:
                                 stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log.write(line)
-            if 'Warning' in line or 'warnings.warn' in line:
-                continue  # import-time noise of mmcv-lite; kept in the log file
+            if any(noise in line for noise in _CONSOLE_NOISE):
+                continue  # kept in the log file
+
             sys.stdout.write(line)
             sys.stdout.flush()
         code = proc.wait()
