@@ -9,9 +9,10 @@ import pytest
 from mmoaml.datasets import (FaceFolderDataset, OccludedFaceDataset, VerificationBinDataset,
                              load_verification_bin)
 from mmoaml.datasets.image_io import decode_image
-from mmoaml.datasets.synthface import (SYNTHFACE_VERSION, TEST_ID_OFFSET, TRAIT_DIM,
-                                       TRAIT_NAMES, SynthFaceDataset, SynthFaceGenerator,
-                                       nuisance_rng, occluded_rng, write_synthface)
+from mmoaml.datasets.synthface import (APPEARANCE_TRAITS, SYNTHFACE_VERSION, TEST_ID_OFFSET,
+                                       TRAIT_DIM, TRAIT_NAMES, Nuisance, SynthFaceDataset,
+                                       SynthFaceGenerator, nuisance_rng, occluded_rng,
+                                       write_synthface)
 from mmoaml.datasets.transforms.face_template import ARCFACE_TEMPLATE_112
 from mmoaml.registry import DATASETS
 from mmoaml.utils import register_all_modules
@@ -136,14 +137,27 @@ def test_lip_and_iris_traits_are_local(gen):
 
 def test_same_identity_is_closer_than_different(gen):
     """Weak sanity check on the face centre: identity outweighs the nuisance on average."""
-    faces = np.array([[gen.render_identity(j, k).img[40:100, 30:82].astype(np.float32)
-                       for k in range(4)] for j in range(4)])
+    ids, per_id = 8, 4
+    faces = [gen.render_identity(j, k).img[40:100, 30:82].astype(np.float32)
+             for j in range(ids) for k in range(per_id)]
     same, diff = [], []
-    for a in range(16):
-        for b in range(a + 1, 16):
-            d = np.abs(faces[a // 4, a % 4] - faces[b // 4, b % 4]).mean()
-            (same if a // 4 == b // 4 else diff).append(d)
+    for a in range(len(faces)):
+        for b in range(a + 1, len(faces)):
+            d = np.abs(faces[a] - faces[b]).mean()
+            (same if a // per_id == b // per_id else diff).append(d)
     assert np.mean(same) < np.mean(diff)
+
+
+def test_appearance_traits_vary_more_between_images():
+    """Per-image trait offsets: sd = trait_jitter, 1.5x for the appearance traits."""
+    rng = np.random.default_rng(0)
+    noise = np.array([Nuisance.draw(rng, 0.4, 112).trait_noise for _ in range(4000)])
+    sd = noise.std(axis=0)
+    for k, name in enumerate(TRAIT_NAMES):
+        expected = 0.4 * (1.5 if name in APPEARANCE_TRAITS else 1.0)
+        assert abs(sd[k] - expected) < 0.06 * expected, name
+    assert 'lip_redness' in APPEARANCE_TRAITS and 'mouth_width' not in APPEARANCE_TRAITS
+    assert Nuisance.neutral().trait_noise is None
 
 
 def test_render_rejects_bad_traits(gen):

@@ -19,7 +19,7 @@ import time
 
 from mmengine.utils import ProgressBar
 
-from mmoaml.datasets.synthface import DEFAULT_OCCLUDERS, write_synthface
+from mmoaml.datasets.synthface import DEFAULT_OCCLUDERS, DEFAULT_TRAIT_JITTER, write_synthface
 from mmoaml.utils import register_all_modules
 
 
@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='occluder mix (default: ' + ' '.join(
                             f'{n}={w:g}' for n, w in DEFAULT_OCCLUDERS) + ')')
     parser.add_argument('--image-size', type=int, default=112, help='image size')
-    parser.add_argument('--trait-jitter', type=float, default=0.25,
+    parser.add_argument('--trait-jitter', type=float, default=DEFAULT_TRAIT_JITTER,
                         help='per-image trait variation (SynthFaceGenerator.trait_jitter)')
     parser.add_argument('--jpeg-quality', type=int, default=95, help='JPEG quality')
     parser.add_argument('--seed', type=int, default=0, help='data set seed')
