@@ -9,7 +9,7 @@ _base_ = [
 ]
 model = dict(adaface_head=dict(num_classes=_base_.num_classes))
 train_dataloader = dict(
-    dataset=dict(pipeline=[dict(type='FaceAugmenter'), dict(type='PackFaceInputs')]))
+    dataset=dict(pipeline=_base_.train_pipeline[1:]))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=25),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))

@@ -17,7 +17,7 @@ model = dict(
     neck=dict(type='FaceEmbeddingNeck', in_channels=128, feat_size=7, embed_dim=128,
               dropout=0.0),
     adaface_head=dict(
-        type='AdaFaceHead', embed_dim=128, num_classes=400, m=0.4, h=0.333, s=64.,
+        type='AdaFaceHead', embed_dim=128, num_classes=400, m=0.4, h=0.333, s=32.,
         t_alpha=0.01),
     qaconv_head=dict(type='QAConvHead', num_features=128, height=7, width=7),
     occlusion_head=dict(type='OcclusionHead', in_channels=128, mid_channels=64),

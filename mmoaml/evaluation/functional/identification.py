@@ -21,13 +21,12 @@ Pure numpy. Protocol (closed and open set, as in IJB-B/C 1:N and NIST FRVT repor
   does for impostors); TPIR is the fraction of mated probes whose own identity is at rank 1
   *and* scores above ``t``. ``1 - TPIR`` is the rank-1 FNIR of NIST FRVT.
 """
-import math
 import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from .verification import _FAR_SLACK
+from .verification import allowed_false_accepts
 
 __all__ = [
     'SearchOutcome', 'TpirAtFpir', 'search_outcome', 'concatenate_outcomes', 'cmc_rates',
@@ -207,7 +206,7 @@ def tpir_at_fpir(outcome: SearchOutcome, fpirs: Sequence[float] = (1e-2, )) -> L
         fpir = float(fpir)
         if not 0 < fpir <= 1:
             raise ValueError(f'FPIR targets must lie in (0, 1], got {fpir}')
-        allowed = math.floor(fpir * n * (1 + _FAR_SLACK))
+        allowed = allowed_false_accepts(fpir, n)
         if allowed == 0:
             warnings.warn(
                 f'FPIR={fpir:g} with {n} non-mated probes allows {fpir * n:.3g} false '

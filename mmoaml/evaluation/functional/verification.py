@@ -13,9 +13,19 @@ import numpy as np
 # 0.00, 0.01, ..., 3.99 (400 values), "same" iff distance < threshold.
 L2_THRESHOLDS = np.arange(0, 4, 0.01)
 
-# Relative slack on ``far * num_impostors`` so that representation error (0.29 * 100 =
+# Relative slack on ``rate * count`` so that representation error (0.29 * 100 =
 # 28.999999999999996) does not cost one allowed false accept.
-_FAR_SLACK = 1e-9
+_RATE_SLACK = 1e-9
+
+
+def allowed_false_accepts(rate: float, count: int) -> int:
+    """Largest number of false accepts among ``count`` impostor trials at a false-accept rate.
+
+    ``floor(rate * count)``, computed with a relative slack of 1e-9 so that a rate that is
+    exact in decimal (0.29 of 100) is not rounded down by binary representation error.
+    Shared by :func:`tar_at_far` and the identification FPIR operating points.
+    """
+    return math.floor(rate * count * (1 + _RATE_SLACK))
 
 
 class TarAtFar(NamedTuple):
@@ -204,7 +214,7 @@ def tar_at_far(scores: Sequence[float],
         far = float(far)
         if not 0 < far <= 1:
             raise ValueError(f'FAR targets must lie in (0, 1], got {far}')
-        allowed = math.floor(far * n * (1 + _FAR_SLACK))
+        allowed = allowed_false_accepts(far, n)
         if allowed == 0:
             warnings.warn(
                 f'FAR={far:g} with {n} impostor pairs allows {far * n:.3g} false accepts: the '

@@ -5,8 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from mmoaml.evaluation import (contiguous_folds, equal_error_rate, roc_auc, roc_curve, tar_at_far,
-                               verification_accuracy, verification_accuracy_l2)
+from mmoaml.evaluation import (allowed_false_accepts, contiguous_folds, equal_error_rate, roc_auc,
+                               roc_curve, tar_at_far, verification_accuracy,
+                               verification_accuracy_l2)
 
 
 def _standard_protocol(emb1, emb2, issame, nfolds=10):
@@ -118,6 +119,16 @@ def test_tar_at_far_hand_computed():
     many = [i / 100 for i in range(100)] + [1.0]
     point, = tar_at_far(many, [False] * 100 + [True], fars=(0.29, ))
     assert point.achieved_far == pytest.approx(0.29)
+
+
+def test_allowed_false_accepts_is_floor_of_rate_times_count():
+    # floor(rate * count) by hand; 0.29 * 100 is 28.999999999999996 in binary floating point.
+    assert 0.29 * 100 < 29
+    assert allowed_false_accepts(0.29, 100) == 29
+    assert allowed_false_accepts(1e-3, 999) == 0
+    assert allowed_false_accepts(1e-3, 1000) == 1
+    assert allowed_false_accepts(0.5, 3) == 1
+    assert allowed_false_accepts(1.0, 7) == 7
 
 
 def test_tar_at_far_flags_degenerate_targets():
