@@ -42,3 +42,33 @@ def test_quick_demo_writes_a_complete_table_json_and_figure(tmp_path):
 
     figure = cv2.imread(str(work_dir / 'visibility.png'))
     assert figure is not None and figure.shape[0] > 112 and figure.shape[1] > 4 * 112
+
+
+def _demo_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('demo_synthface',
+                                                  osp.join(REPO, 'tools', 'demo_synthface.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_reuses_synthface_only_when_generator_and_jitter_match(tmp_path):
+    from mmoaml.datasets.synthface import SYNTHFACE_VERSION
+    demo = _demo_module()
+    sizes = demo.SIZES['quick']
+    meta = dict(sizes, seed=3, trait_jitter=demo.DEMO_TRAIT_JITTER,
+                generator_version=SYNTHFACE_VERSION, num_train_images=1)
+    (tmp_path / 'meta.json').write_text(json.dumps(meta))
+    # Same data set: reused as it is (nothing is written next to meta.json).
+    assert demo.ensure_synthface(str(tmp_path), sizes, seed=3, workers=1) == meta
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['meta.json']
+    for key, other in (('trait_jitter', demo.DEMO_TRAIT_JITTER + 0.3),
+                       ('generator_version', '0.9'), ('seed', 4)):
+        (tmp_path / 'meta.json').write_text(json.dumps(dict(meta, **{key: other})))
+        try:
+            demo.ensure_synthface(str(tmp_path), sizes, seed=3, workers=1)
+        except SystemExit as exc:
+            assert 'another SynthFace' in str(exc) and key in str(exc)
+        else:
+            raise AssertionError(f'a SynthFace with another {key} was reused')

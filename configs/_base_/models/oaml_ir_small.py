@@ -5,6 +5,9 @@
 # head; loss 0.1 * AdaFace + 0.9 * QAConv (pairwise + softmax-triplet) + 0.1 * occlusion MSE
 # (OAML report weights). Without an occlusion batch the head is supervised by the main stream's
 # gt_visibility (the synthetic occluders' masks, the face prior on unoccluded faces).
+# AdaFace scale s 32, not the reference 64: a 128-d embedding over a few hundred identities
+# needs less scale, and in a 5-epoch run from scratch the smaller scale shortens the initial
+# plateau of the margin softmax (chosen, not measured against 64 on its own).
 # num_classes is the data set's identity count; configs/_base_/datasets/synthface.py sets it.
 model = dict(
     type='OAML',
