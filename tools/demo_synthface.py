@@ -50,7 +50,7 @@ BIN_STEM = 'synthface_clean'
 #: Data set sizes: the default job fits 15 minutes on 2 CPU cores; --quick is plumbing only.
 SIZES = dict(
     default=dict(num_train_ids=400, images_per_id=20, num_test_ids=200, test_images_per_id=10,
-                 num_pairs=2000),
+                 num_pairs=1500),
     quick=dict(num_train_ids=16, images_per_id=8, num_test_ids=10, test_images_per_id=4,
                num_pairs=40),
 )
