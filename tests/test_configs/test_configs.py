@@ -190,6 +190,16 @@ def _lr_at_epoch_starts(cfg, epoch_length):
     return lrs
 
 
+@pytest.mark.parametrize('kind', ['oaml', 'adaface'])
+def test_ir101_configs_are_the_ir50_ones_with_the_deeper_body(kind):
+    ir50 = _load(f'{kind}_ir50.py').to_dict()
+    ir101 = _load(f'{kind}_ir101.py').to_dict()
+    assert ir50['model']['backbone']['depth'] == 50
+    assert ir101['model']['backbone']['depth'] == 100
+    ir50['model']['backbone']['depth'] = 100
+    assert ir101 == ir50
+
+
 @pytest.mark.parametrize('name', CASIA)
 def test_report_settings(name):
     cfg = _load(name)
