@@ -56,9 +56,10 @@ SIZES = dict(
 )
 
 #: Per-image trait jitter of the demo's SynthFace. The generator's default (0.6) is calibrated
-#: for converged training; in the demo's 5 epochs on 2 cores the AdaFace-only baseline
-#: stayed near chance at 0.6 (clean 55.4 % with SGD) and reached 76.7 % at 0.3 (AdamW, no
-#: occluders), 82.9 % at 0 (nuisance only). Chosen on the baseline alone, before any OAML run.
+#: for converged training. In the demo's 5 epochs on 2 cores the AdaFace-only baseline without
+#: occluders reached 76.7 % on clean pairs at 0.3 and 82.9 % at 0 (nuisance only) with the
+#: demo's AdamW schedule; at 0.6 it was only run with SGD (55.4 %). Chosen on the baseline
+#: alone, before any OAML run.
 DEMO_TRAIT_JITTER = 0.3
 
 #: model key -> (config, table rows as (label, score type)).

@@ -7,7 +7,7 @@ from .verification import (L2_THRESHOLDS, TarAtFar, allowed_false_accepts, conti
 
 __all__ = [
     'L2_THRESHOLDS', 'TarAtFar', 'allowed_false_accepts', 'contiguous_folds', 'equal_error_rate',
-    'roc_auc', 'roc_curve', 'tar_at_far', 'verification_accuracy', 'verification_accuracy_l2', 'visibility_mse',
-    'visibility_iou', 'mean_visibility', 'SearchOutcome', 'TpirAtFpir', 'search_outcome',
-    'concatenate_outcomes', 'cmc_rates', 'tpir_at_fpir', 'shortlist_recall'
+    'roc_auc', 'roc_curve', 'tar_at_far', 'verification_accuracy', 'verification_accuracy_l2',
+    'visibility_mse', 'visibility_iou', 'mean_visibility', 'SearchOutcome', 'TpirAtFpir',
+    'search_outcome', 'concatenate_outcomes', 'cmc_rates', 'tpir_at_fpir', 'shortlist_recall'
 ]
