@@ -3,9 +3,11 @@
 # iterations, cosine decay to zero at the last epoch.
 # Why not the reference SGD (lr 0.1 at 256, momentum 0.9, multi-step): in a 5-epoch run from
 # scratch on 2 CPU cores, SGD left the margin-softmax in its initial plateau. Measured with the
-# AdaFace-only small IR model on SynthFace (400 x 20, no occluders, 625 iterations of 64):
-# SGD lr 0.025 -> training top-1 1.3 % and clean pairs at chance; SGD lr 0.05 -> 21 % and
-# 55.4 % at trait_jitter 0.6; AdamW 2e-3 -> 33 % and 76.7 % at trait_jitter 0.3.
+# AdaFace-only small IR model on SynthFace (400 x 20, no occluders, batches of 64): SGD lr 0.025
+# with AdaFace augmentation -> training top-1 1.3 % after 300 iterations; SGD lr 0.05, flips
+# only -> 21 % after 625 iterations and 55.4 % on clean pairs (trait_jitter 0.6); AdamW 2e-3,
+# flips only -> 44 % after 625 iterations and 76.7 % on clean pairs (trait_jitter 0.3, so the
+# last two differ in data difficulty too).
 max_epochs = 5
 optim_wrapper = dict(
     type='FiniteLossOptimWrapper',
