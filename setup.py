@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))

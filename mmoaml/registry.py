@@ -8,6 +8,7 @@ name, and nested builds inside MMPretrain components still resolve. ``locations`
 Other projects embed an mmoaml component with ``custom_imports=dict(imports=['mmoaml'])`` and
 ``_scope_='mmoaml'`` on that component's config.
 """
+from mmengine.registry import Registry
 from mmpretrain.registry import DATA_SAMPLERS as MMPRETRAIN_DATA_SAMPLERS
 from mmpretrain.registry import DATASETS as MMPRETRAIN_DATASETS
 from mmpretrain.registry import EVALUATORS as MMPRETRAIN_EVALUATORS
@@ -26,7 +27,6 @@ from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
 from mmpretrain.registry import VISBACKENDS as MMPRETRAIN_VISBACKENDS
 from mmpretrain.registry import VISUALIZERS as MMPRETRAIN_VISUALIZERS
 from mmpretrain.registry import WEIGHT_INITIALIZERS as MMPRETRAIN_WEIGHT_INITIALIZERS
-from mmengine.registry import Registry
 
 __all__ = [
     'RUNNERS', 'LOOPS', 'HOOKS', 'LOG_PROCESSORS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',

@@ -263,8 +263,8 @@ def accuracy_rows(results: Dict[str, dict]) -> List[dict]:
 
 def occlusion_quality(features: str) -> dict:
     """The occlusion head on the 7x7 grid, from OAML's dumped per-image features."""
-    from mmoaml.evaluation.functional.occlusion_quality import (mean_visibility,
-                                                                visibility_iou, visibility_mse)
+    from mmoaml.evaluation.functional.occlusion_quality import (mean_visibility, visibility_iou,
+                                                                visibility_mse)
     from mmoaml.evaluation.metrics.dump_face_features import load_face_features
     per_protocol, occluded_pred, occluded_gt = {}, [], []
     clean_pred = None
@@ -298,10 +298,10 @@ def occlusion_quality(features: str) -> dict:
 
 def save_figure(data_root: str, features: str, path: str, per_set: int = 4) -> None:
     """Faces of every protocol with predicted (left) and ground-truth (right) visibility."""
-    from mmoaml.datasets.image_io import decode_image
-    from mmoaml.datasets.verification_bin import load_verification_bin, masks_path_for
-    from mmoaml.datasets.verification_bin import load_visibility_masks
     from mmoaml.evaluation.metrics.dump_face_features import load_face_features
+    from mmoaml.fileio.image import decode_image
+    from mmoaml.fileio.verification_bin import (load_verification_bin, load_visibility_masks,
+                                                masks_path_for)
     from mmoaml.visualization import draw_visibility_grid
     images, predicted, gts = [], [], []
     for protocol, column in PROTOCOLS:

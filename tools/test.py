@@ -32,8 +32,9 @@ from mmoaml.engine import setup_cpu_distributed
 from mmoaml.evaluation import format_results_table
 from mmoaml.evaluation.metrics.dump_face_features import DUMP_METRICS_FILE
 from mmoaml.evaluation.metrics.face_verification import SCORE_TYPES
+from mmoaml.fileio import trusted_checkpoints
 from mmoaml.registry import RUNNERS
-from mmoaml.utils import register_all_modules, trusted_checkpoints
+from mmoaml.utils import register_all_modules
 from mmoaml.visualization import draw_visibility_grid
 
 _VERIFICATION_METRICS = ('FaceVerificationMetric', 'mmoaml.FaceVerificationMetric')

@@ -7,7 +7,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.dataset.base_dataset import force_full_init
 from mmengine.logging import print_log
 
-from .image_io import CorruptImageError, decode_image, read_image
+from mmoaml.fileio.image import CorruptImageError, decode_image, read_image
 
 __all__ = ['BaseFaceDataset']
 

@@ -4,10 +4,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from mmoaml.fileio.image import decode_image
+from mmoaml.fileio.recordio import (RecordIOError, RecordIOReader, load_recordio_index,
+                                    unpack_ir_record)
 from mmoaml.registry import DATASETS
 from .base_face_dataset import BaseFaceDataset
-from .image_io import decode_image
-from .recordio import RecordIOError, RecordIOReader, load_recordio_index, unpack_ir_record
 
 __all__ = ['MXFaceDataset']
 

@@ -49,12 +49,13 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 
+from mmoaml.fileio.image import decode_image, encode_image
+from mmoaml.fileio.verification_bin import (dump_verification_bin, load_verification_bin,
+                                            load_visibility_masks, masks_path_for,
+                                            save_visibility_masks)
 from mmoaml.registry import TRANSFORMS
-from mmoaml.utils import area_downsample
-from .image_io import decode_image, encode_image
+from mmoaml.structures import area_downsample
 from .transforms import BaseOccluder, face_region_prior
-from .verification_bin import (dump_verification_bin, load_verification_bin,
-                               load_visibility_masks, masks_path_for, save_visibility_masks)
 
 __all__ = [
     'OcclusionProtocol', 'PROTOCOLS', 'VariantFiles', 'make_occluded_variants',

@@ -5,9 +5,9 @@ from typing import List
 import cv2
 import numpy as np
 
+from mmoaml.fileio.image import CorruptImageError
 from mmoaml.registry import DATASETS
 from .face_folder_dataset import FaceFolderDataset
-from .image_io import CorruptImageError
 
 __all__ = ['OccludedFaceDataset']
 

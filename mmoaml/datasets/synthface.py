@@ -65,10 +65,10 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from mmoaml.fileio.image import encode_image
+from mmoaml.fileio.verification_bin import dump_verification_bin
 from mmoaml.registry import DATASETS, TRANSFORMS
 from .base_face_dataset import BaseFaceDataset
-from .image_io import encode_image
-from .verification_bin import dump_verification_bin
 from .transforms.face_template import ARCFACE_TEMPLATE_112
 
 __all__ = [

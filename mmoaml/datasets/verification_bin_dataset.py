@@ -4,9 +4,10 @@ from typing import List, Optional
 
 import numpy as np
 
+from mmoaml.fileio.verification_bin import (load_verification_bin, load_visibility_masks,
+                                            masks_path_for)
 from mmoaml.registry import DATASETS
 from .base_face_dataset import BaseFaceDataset
-from .verification_bin import load_verification_bin, load_visibility_masks, masks_path_for
 
 __all__ = ['VerificationBinDataset']
 

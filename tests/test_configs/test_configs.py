@@ -13,8 +13,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmoaml.datasets import (dump_verification_bin, encode_image, masks_path_for,
-                             save_visibility_masks, write_face_recordio)
+from mmoaml.fileio import (dump_verification_bin, encode_image, masks_path_for,
+                           save_visibility_masks, write_face_recordio)
 from mmoaml.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS, PARAM_SCHEDULERS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs'

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from mmengine.logging import MMLogger
 
-from mmoaml.datasets import CorruptImageError, FaceFolderDataset
+from mmoaml.datasets import FaceFolderDataset
+from mmoaml.fileio import CorruptImageError
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from mmoaml.datasets import dump_verification_bin, encode_image, write_face_recordio
+from mmoaml.fileio import dump_verification_bin, encode_image, write_face_recordio
 from mmoaml.registry import DATA_SAMPLERS, DATASETS
 
 CFG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs', '_base_', 'datasets')

@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mmoaml.datasets import (CorruptImageError, MXFaceDataset, RecordIOError, RecordIOWriter,
-                             encode_image, pack_ir_record, write_face_recordio)
+from mmoaml.datasets import MXFaceDataset
+from mmoaml.fileio import (CorruptImageError, RecordIOError, RecordIOWriter, encode_image,
+                           pack_ir_record, write_face_recordio)
 from mmoaml.registry import DATASETS
 
 

@@ -3,7 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mmoaml.datasets import CorruptImageError, OccludedFaceDataset
+from mmoaml.datasets import OccludedFaceDataset
+from mmoaml.fileio import CorruptImageError
 
 
 def _img(seed):

@@ -6,14 +6,14 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from mmoaml.datasets import (FaceFolderDataset, OccludedFaceDataset, VerificationBinDataset,
-                             load_verification_bin)
-from mmoaml.datasets.image_io import decode_image
+from mmoaml.datasets import FaceFolderDataset, OccludedFaceDataset, VerificationBinDataset
 from mmoaml.datasets.synthface import (APPEARANCE_TRAITS, SYNTHFACE_VERSION, TEST_ID_OFFSET,
                                        TRAIT_DIM, TRAIT_NAMES, Nuisance, SynthFaceDataset,
                                        SynthFaceGenerator, nuisance_rng, occluded_rng,
                                        write_synthface)
 from mmoaml.datasets.transforms.face_template import ARCFACE_TEMPLATE_112
+from mmoaml.fileio import load_verification_bin
+from mmoaml.fileio.image import decode_image
 from mmoaml.registry import DATASETS
 from mmoaml.utils import register_all_modules
 

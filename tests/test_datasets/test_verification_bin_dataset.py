@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmoaml.datasets import (VerificationBinDataset, dump_verification_bin, encode_image,
-                             save_visibility_masks)
+from mmoaml.datasets import VerificationBinDataset
+from mmoaml.fileio import dump_verification_bin, encode_image, save_visibility_masks
 from mmoaml.registry import DATASETS
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from mmoaml.fileio import convert_adaface_state_dict, describe_adaface_arch
 from mmoaml.models.backbones import IResNet
 from mmoaml.models.necks import FaceEmbeddingNeck
-from mmoaml.models.utils import convert_adaface_state_dict, describe_adaface_arch
 
 TOOL = Path(__file__).parents[2] / 'tools' / 'model_converters' / 'adaface_to_mmoaml.py'
 NUM_CLASSES = 10

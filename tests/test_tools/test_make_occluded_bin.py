@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmoaml.datasets import dump_verification_bin, encode_image, load_verification_bin
+from mmoaml.fileio import dump_verification_bin, encode_image, load_verification_bin
 
 TOOL = Path(__file__).parents[2] / 'tools' / 'dataset_converters' / 'make_occluded_bin.py'
 

@@ -19,8 +19,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmoaml.datasets import dump_verification_bin, encode_image
-from mmoaml.utils.checkpoint import load_checkpoint_file
+from mmoaml.fileio import dump_verification_bin, encode_image
+from mmoaml.fileio.checkpoint import load_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO / 'tools' / 'train.py'

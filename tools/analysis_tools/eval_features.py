@@ -26,7 +26,6 @@ from mmoaml.evaluation.metrics.face_verification import SCORE_TYPES
 from mmoaml.utils import register_all_modules
 
 
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Score dumped face features offline')
     parser.add_argument('dump_dir', help='folder written by tools/test.py --dump')

@@ -17,8 +17,8 @@ from typing import Callable
 import cv2
 import torch
 
-from mmoaml.datasets.image_io import encode_image
 from mmoaml.datasets.synthface import SynthFaceDataset, SynthFaceGenerator, nuisance_rng
+from mmoaml.fileio.image import encode_image
 
 
 def best_rate(fn: Callable[[], int], repeats: int) -> float:

@@ -23,9 +23,9 @@ import json
 
 import numpy as np
 
-from mmoaml.datasets import load_visibility_masks
 from mmoaml.datasets.occluded_benchmark import (PROTOCOLS, make_occluded_variants,
                                                 regenerate_from_log)
+from mmoaml.fileio import load_visibility_masks
 from mmoaml.utils import register_all_modules
 
 

@@ -20,8 +20,8 @@ from typing import Dict
 
 import torch
 
-from mmoaml.models.utils import convert_adaface_state_dict, describe_adaface_arch
-from mmoaml.utils import UnsafeCheckpointError, load_checkpoint_file
+from mmoaml.fileio import (UnsafeCheckpointError, convert_adaface_state_dict, describe_adaface_arch,
+                           load_checkpoint_file)
 
 
 def parse_args() -> argparse.Namespace:

@@ -17,7 +17,7 @@ import hashlib
 import os
 import os.path as osp
 
-from mmoaml.utils import UnsafeCheckpointError, strip_to_weights
+from mmoaml.fileio import UnsafeCheckpointError, strip_to_weights
 
 #: Hex digits of the SHA-256 put into the file name (MMPretrain / MMEngine convention).
 SHA_PREFIX_LEN = 8

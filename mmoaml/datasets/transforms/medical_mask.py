@@ -5,9 +5,9 @@ import numpy as np
 
 from mmoaml.registry import TRANSFORMS
 from .face_template import ARCFACE_TEMPLATE_112, LEFT_MOUTH, NOSE, RIGHT_MOUTH
-from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_pose_args,
-                            draw_polylines, fill_layer, fill_polygons, jitter_points,
-                            jittered_pose, line_width, shade, template_scale, transform_points)
+from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_pose_args, draw_polylines,
+                            fill_layer, fill_polygons, jitter_points, jittered_pose, line_width,
+                            shade, template_scale, transform_points)
 
 _ANCHORS = ARCFACE_TEMPLATE_112[[NOSE, LEFT_MOUTH, RIGHT_MOUTH]].astype(np.float64)
 _CX = float(ARCFACE_TEMPLATE_112[[LEFT_MOUTH, RIGHT_MOUTH], 0].mean())

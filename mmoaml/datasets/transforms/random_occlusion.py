@@ -6,8 +6,7 @@ import cv2
 import numpy as np
 
 from mmoaml.registry import TRANSFORMS
-from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, fill_layer, fill_polygons,
-                            solid)
+from .occluder_base import BGR, BaseOccluder, OccluderStyle, Size, fill_layer, fill_polygons, solid
 
 SHAPES = ('rectangle', 'ellipse', 'triangle', 'polygon')
 

@@ -5,9 +5,9 @@ import numpy as np
 
 from mmoaml.registry import TRANSFORMS
 from .face_template import ARCFACE_TEMPLATE_112, LEFT_EYE, RIGHT_EYE
-from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_pose_args,
-                            draw_polylines, fill_polygons, jitter_points, jittered_pose,
-                            line_width, similarity_map, solid, transform_points)
+from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_pose_args, draw_polylines,
+                            fill_polygons, jitter_points, jittered_pose, line_width, similarity_map,
+                            solid, transform_points)
 
 _EYES = ARCFACE_TEMPLATE_112[[LEFT_EYE, RIGHT_EYE]].astype(np.float64)
 _EYE_Y = float(_EYES[:, 1].mean())

@@ -9,8 +9,8 @@ from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
 from mmoaml.datasets.transforms import BaseOccluder
-from mmoaml.models.data_preprocessors.face_data_preprocessor import OCC_KEY
 from mmoaml.registry import HOOKS
+from mmoaml.structures import OCC_KEY
 
 #: Checkpoint key of the stream state.
 STATE_KEY = 'occlusion_batch_hook'

@@ -11,7 +11,7 @@ from mmengine.dist import (all_reduce, broadcast_object_list, gather_object, get
 from mmengine.evaluator import BaseMetric
 
 from mmoaml.registry import METRICS
-from mmoaml.utils import area_downsample
+from mmoaml.structures import area_downsample
 from ..functional import (equal_error_rate, roc_auc, tar_at_far, verification_accuracy,
                           verification_accuracy_l2)
 

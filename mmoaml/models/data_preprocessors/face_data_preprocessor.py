@@ -5,9 +5,7 @@ import torch
 from mmengine.model import BaseDataPreprocessor
 
 from mmoaml.registry import MODELS
-
-#: Extra batch key of the occlusion stream (written by ``OcclusionBatchHook``).
-OCC_KEY = 'occ'
+from mmoaml.structures import OCC_KEY
 
 
 @MODELS.register_module()

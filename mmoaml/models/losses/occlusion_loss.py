@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmoaml.registry import MODELS
-from mmoaml.utils import area_downsample
+from mmoaml.structures import area_downsample
 
 
 @MODELS.register_module()

@@ -13,8 +13,8 @@ from mmengine.structures import BaseDataElement
 
 from mmoaml.datasets.transforms import MedicalMaskOcclusion
 from mmoaml.engine.hooks import OcclusionBatchHook
+from mmoaml.fileio.checkpoint import load_checkpoint_file
 from mmoaml.registry import HOOKS
-from mmoaml.utils.checkpoint import load_checkpoint_file
 
 SCOPE = 'mmoaml'  # each Runner makes its scope current; keep mmoaml's for later tests
 _run_ids = itertools.count()

@@ -9,8 +9,8 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 from mmoaml.engine import AutocastOptimWrapper, FiniteLossOptimWrapper
+from mmoaml.fileio.checkpoint import load_checkpoint_file
 from mmoaml.registry import OPTIM_WRAPPERS
-from mmoaml.utils.checkpoint import load_checkpoint_file
 
 SCOPE = 'mmoaml'
 LR = 0.5

@@ -7,9 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from mmoaml.datasets.verification_bin import (UnsafeVerificationBinError, dump_verification_bin,
-                                              load_verification_bin, load_visibility_masks,
-                                              masks_path_for, save_visibility_masks)
+from mmoaml.fileio.verification_bin import (UnsafeVerificationBinError, dump_verification_bin,
+                                            load_verification_bin, load_visibility_masks,
+                                            masks_path_for, save_visibility_masks)
 
 IMAGES = [b'img0', b'img1' * 100, b'\x00\xff' * 200, b'i3']
 ISSAME = [True, False]

@@ -6,9 +6,9 @@ import struct
 import numpy as np
 import pytest
 
-from mmoaml.datasets.recordio import (RecordIOError, RecordIOReader, RecordIOWriter,
-                                      load_recordio_index, pack_ir_record, unpack_ir_record,
-                                      write_face_recordio)
+from mmoaml.fileio.recordio import (RecordIOError, RecordIOReader, RecordIOWriter,
+                                    load_recordio_index, pack_ir_record, unpack_ir_record,
+                                    write_face_recordio)
 
 MAGIC = b'\x0a\x23\xd7\xce'  # 0xced7230a, little endian
 

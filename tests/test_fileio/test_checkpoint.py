@@ -18,9 +18,9 @@ from mmengine.model import BaseModel
 from mmengine.runner import CheckpointLoader, Runner
 from torch.utils.data import Dataset
 
-from mmoaml.utils import (TRUST_ENV_VAR, UnsafeCheckpointError, load_checkpoint_file,
-                          strip_to_weights, trusted_checkpoints)
-from mmoaml.utils.checkpoint import load_from_http_safe, load_from_local_safe
+from mmoaml.fileio import (TRUST_ENV_VAR, UnsafeCheckpointError, load_checkpoint_file,
+                           strip_to_weights, trusted_checkpoints)
+from mmoaml.fileio.checkpoint import load_from_http_safe, load_from_local_safe
 
 ITERS_PER_EPOCH = 2  # 8 samples, batch 4
 _run_ids = itertools.count()  # runners created in the same second need distinct names

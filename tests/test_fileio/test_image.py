@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mmoaml.datasets.image_io import CorruptImageError, decode_image, encode_image, read_image
+from mmoaml.fileio.image import CorruptImageError, decode_image, encode_image, read_image
 
 
 def _smooth_bgr(h=24, w=20):
