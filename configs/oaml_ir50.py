@@ -1,5 +1,6 @@
 # OAML on IR-50, trained on CASIA-WebFace (10,572 identities) with the occlusion stream
-# (OAML technical report; docs/design.md). Everything comes from one level of bases:
+# (OAML technical report; docs/architecture.md#training-iteration). Everything comes from one level
+# of bases:
 # - model: IResNet-50 body -> AdaFace embedding, QAConv matcher and occlusion head on the 7x7x512
 #   map; loss 0.1 * AdaFace + 0.9 * QAConv (pairwise + softmax-triplet) + 0.1 * occlusion MSE.
 # - main stream: CASIA-WebFace RecordIO (faces_webface_112x112), PK batches of 64 identities x 4

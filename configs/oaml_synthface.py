@@ -19,8 +19,10 @@ _base_ = [
     '_base_/schedules/synthface_cosine.py',
     '_base_/default_runtime.py',
 ]
-model = dict(adaface_head=dict(num_classes=_base_.num_classes),
-             loss_weights=dict(adaface=1.0, qaconv=0.5, occlusion=0.1))
+model = dict(
+    adaface_head=dict(num_classes=_base_.num_classes,
+                      loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+    qaconv_head=dict(losses=dict(pair=dict(loss_weight=0.5), triplet=dict(loss_weight=0.5))))
 test_evaluator = dict(type='FaceVerificationMetric',
                       score_types=('adaface', 'qaconv', 'qaconv_gt', 'combined'))
 val_evaluator = test_evaluator

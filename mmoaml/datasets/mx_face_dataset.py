@@ -17,7 +17,7 @@ __all__ = ['MXFaceDataset']
 class MXFaceDataset(BaseFaceDataset):
     """Aligned faces from an InsightFace RecordIO pack (e.g. ``faces_webface_112x112``).
 
-    Which records are images (reference-facts.md, section 3.3, as AdaFace's and InsightFace's
+    Which records are images (docs/reference.md#recordio-layout, as AdaFace's and InsightFace's
     readers do): if record 0's header has ``flag > 0`` its first label value is ``end_index``
     and the images are keys ``1 .. end_index - 1`` (records past that are InsightFace's
     per-identity range records and are ignored); otherwise every key of the ``.idx`` file is an

@@ -17,7 +17,7 @@ class VerificationBinDataset(BaseFaceDataset):
     """The images of an InsightFace verification ``.bin``, in pair order.
 
     Item ``i`` is image ``i`` of the file; pair ``k`` = items ``2k`` and ``2k + 1``
-    (reference-facts.md, section 3.4). Each data info holds ``img_path = '<file>#<i>'``,
+    (docs/reference.md#verification-bin-layout). Each data info holds ``img_path = '<file>#<i>'``,
     ``pair_idx = i // 2``, ``issame`` (of that pair) and the encoded image; ``sample_idx`` is
     ``i``. There is no ``gt_label``. The file is read once, with the restricted unpickler of
     ``load_verification_bin`` (a crafted file cannot run code).

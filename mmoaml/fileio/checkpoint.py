@@ -113,7 +113,7 @@ def trusted_checkpoints() -> Iterator[None]:
     Only for files whose origin you trust: full unpickling can run arbitrary code.
 
     Examples:
-        >>> from mmoaml.utils import trusted_checkpoints
+        >>> from mmoaml.fileio import trusted_checkpoints
         >>> with trusted_checkpoints():
         ...     runner.test()  # doctest: +SKIP
     """
@@ -158,8 +158,8 @@ def _describe_refusal(filename: str, refused: List[str], referenced: List[str],
             f'the globals it references: {names}. {kind} If you trust where the file came from, '
             f'strip it to weights once and load the stripped file: '
             f'`{TRUST_ENV_VAR}=1 python tools/model_converters/publish_model.py IN OUT` '
-            f'(or mmoaml.utils.strip_to_weights(IN, OUT, trusted=True)); or opt in to a full '
-            f'load for this run with {TRUST_ENV_VAR}=1, `with mmoaml.utils.trusted_checkpoints():`'
+            f'(or mmoaml.fileio.strip_to_weights(IN, OUT, trusted=True)); or opt in to a full '
+            f'load for this run with {TRUST_ENV_VAR}=1, `with mmoaml.fileio.trusted_checkpoints():`'
             f' or trusted=True. Never opt in for a file of unknown origin: full unpickling can '
             f'run arbitrary code.')
 

@@ -22,9 +22,10 @@ CONFIGS = sorted(p.name for p in CONFIG_DIR.glob('*.py'))
 SIZE = 112
 # Stand-in training sets: 64 identities x 4 images, enough for one PK batch of 256.
 IDENTITIES, PER_ID = 64, 4
-# The CASIA-WebFace experiments (OAML technical report; reference-facts 1.5 and 3.1).
+# The CASIA-WebFace experiments (OAML technical report; docs/reference.md#training-recipe).
 CASIA = ('oaml_ir50.py', 'oaml_ir101.py', 'adaface_ir50.py', 'adaface_ir101.py')
-# Trainable parameters of IResNet + FaceEmbeddingNeck at 112x112 (reference-facts 1.5).
+# Trainable parameters of IResNet + FaceEmbeddingNeck at 112x112
+# (docs/reference.md#parameter-counts-and-macs).
 BACKBONE_NECK_PARAMS = {50: 43_585_600, 100: 65_150_912}
 STANDARD_SETS = ['lfw', 'cfp_fp', 'agedb_30', 'calfw', 'cplfw']
 OCCLUDED_SETS = ['lfw_mask_probe', 'lfw_mask_both', 'lfw_niqab_probe', 'lfw_sunglasses_probe']
@@ -212,8 +213,9 @@ def test_report_settings(name):
                                                                                'neck.')))
     assert body == BACKBONE_NECK_PARAMS[depth]
     assert (model.qaconv_head is not None) == (model.occlusion_head is not None) == oaml
-    assert model.loss_weights == (dict(adaface=0.1, qaconv=0.9, occlusion=0.1) if oaml else
-                                  dict(adaface=1.0, qaconv=0.9, occlusion=0.1))
+    assert model.loss_weights == (
+        dict(loss_adaface=0.1, loss_qaconv_pair=0.9, loss_qaconv_triplet=0.9,
+             loss_occlusion=0.1) if oaml else dict(loss_adaface=1.0))
 
     # PK batches of 64 identities x 4 images; medical masks on half the faces
     train = cfg.train_dataloader
@@ -268,5 +270,9 @@ def test_adaface_baseline_has_the_data_and_schedule_of_oaml(depth):
         assert ada[key] == oaml[key], key
     assert ada.model.backbone == oaml.model.backbone
     assert ada.model.neck == oaml.model.neck
-    assert ada.model.adaface_head == oaml.model.adaface_head
+    # The same head; only its loss weight differs (AdaFace's whole loss vs OAML's 0.1 share).
+    ada_head, oaml_head = dict(ada.model.adaface_head), dict(oaml.model.adaface_head)
+    assert ada_head.pop('loss') == dict(type='CrossEntropyLoss', loss_weight=1.0)
+    assert oaml_head.pop('loss') == dict(type='CrossEntropyLoss', loss_weight=0.1)
+    assert ada_head == oaml_head
     assert ada.val_evaluator.score_types == ('adaface', )

@@ -102,7 +102,7 @@ class _OAMLStandIn(nn.Module):
 
 
 def test_reference_layout_has_the_documented_key_count():
-    assert len(reference_shapes()) == 179  # reference-facts 1.5, IR-18
+    assert len(reference_shapes()) == 179  # docs/reference.md#parameter-counts-and-macs
 
 
 @pytest.mark.parametrize('se', [False, True])

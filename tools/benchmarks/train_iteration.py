@@ -15,7 +15,8 @@ shared machine. Goal (issue "Training at scale"): OAML at most 1.3x AdaFace-only
 Throughput bound: a training step costs about 3x the forward multiply-adds (the backward pass
 computes input and weight gradients), so one image costs ``6 x MACs`` FLOPs, with the MACs of
 every convolution and linear layer counted by hooks on a forward pass (IR-50 + neck:
-reference-facts 1.5 gives 6.30 G) plus the AdaFace head's ``512 x classes``. Dividing images/s
+docs/reference.md#parameter-counts-and-macs gives 6.30 G) plus the AdaFace head's ``512 x
+classes``. Dividing images/s
 x FLOPs/image by the best measured ``torch.matmul`` rate of the same precision gives the
 fraction of the machine's matrix-multiply bound that training reaches. The same MAC counts
 give the analytic OAML/AdaFace FLOP ratio at this batch and at the configs' 256, where
@@ -57,7 +58,7 @@ PRECISIONS = {'fp32': None, 'bf16': 'bfloat16', 'fp16': 'float16'}
 MATMUL_DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 #: Occlusion images per main-batch image in the configs: (32 occluded + 8 clean) / 256.
 OCC_PER_MAIN = 40 / 256
-#: IR-50 + neck conv/linear MACs per 112x112 image (reference-facts 1.5).
+#: IR-50 + neck conv/linear MACs per 112x112 image (docs/reference.md#parameter-counts-and-macs).
 REFERENCE_IR50_MACS = 6.30e9
 SIZE = 112
 K = 4  # images per identity (PKSampler num_instances)

@@ -8,7 +8,7 @@ The output ``{'meta': {...}, 'state_dict': {...}}`` holds ``backbone.*``, ``neck
 dropped) and loads with plain ``torch.load`` (weights only). ``meta['arch']`` gives the config
 values the weights need (depth, se, neck sizes, number of classes).
 
-The input is read weights-only (mmoaml.utils.load_checkpoint_file). Lightning checkpoints
+The input is read weights-only (mmoaml.fileio.load_checkpoint_file). Lightning checkpoints
 usually also pickle their hyper-parameters and callback state, which weights-only loading
 refuses; ``--trust`` loads them fully, which can run code stored in the file, so use it only
 for files from a source you trust (e.g. the official AdaFace release).

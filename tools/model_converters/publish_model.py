@@ -6,7 +6,7 @@
 The published file holds only ``meta`` (epoch, iteration, config text, seed, ...; numpy values
 turned into Python numbers) and ``state_dict``: no optimizer, scheduler or message-hub state.
 It loads with plain ``torch.load`` defaults (weights only), so users need no opt-in and no
-trust (``mmoaml.utils.strip_to_weights`` checks that before returning). The input is read with
+trust (``mmoaml.fileio.strip_to_weights`` checks that before returning). The input is read with
 mmoaml's safe loader: MMEngine training checkpoints load as they are; a file that needs more
 (e.g. custom objects in ``meta``) is refused unless ``--trust`` is given, which fully unpickles
 it and can run code stored in it, so only for files of trusted origin. Like MMPretrain's

@@ -1,9 +1,10 @@
 # CASIA-WebFace from InsightFace's RecordIO pack (faces_webface_112x112: train.rec + train.idx,
 # 112x112 crops aligned to the ArcFace template), read without MXNet by MXFaceDataset.
-# 10,572 identities and 490,623 images (reference-facts 3.3): the model's adaface_head must
+# 10,572 identities and 490,623 images (docs/reference.md#training-data): the model's adaface_head
+# must
 # have num_classes = 10572; the dataset's metainfo['classes'] has that length once loaded.
 # Main stream: PK batches (P identities x K = 4 images; 256 = 64 x 4 per GPU), AdaFace's
-# augmentation, synthetic medical masks on half the faces (OAML report; design.md data flow).
+# augmentation, synthetic medical masks on half the faces (docs/architecture.md#training-iteration).
 dataset_type = 'MXFaceDataset'
 data_root = 'data/faces_webface_112x112'
 num_classes = 10572

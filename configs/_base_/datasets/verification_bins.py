@@ -2,7 +2,8 @@
 # one loader per set for MultiValLoop / MultiTestLoop (each set keeps its own length, so the
 # sampler's padding is trimmed per set). Metric keys are '<name>/<score>/accuracy' with the
 # name taken from each file's stem. Sizes: 6,000 pairs each, 7,000 for cfp_fp
-# (reference-facts 3.4). No augmentation: the model flips internally for flip fusion.
+# docs/reference.md#verification-bin-layout. No augmentation: the model flips internally for flip
+# fusion.
 verification_data_root = 'data/faces_webface_112x112'
 val_pipeline = [dict(type='PackFaceInputs')]
 val_loader_common = dict(

@@ -1,4 +1,5 @@
-# AdaFace/OAML recipe on CASIA-WebFace (reference-facts 3.1; OAML report): SGD momentum 0.9,
+# AdaFace/OAML recipe on CASIA-WebFace (docs/reference.md#optimiser-and-schedule; OAML report): SGD
+# momentum 0.9,
 # lr 0.1 at total batch 256, weight decay 5e-4 except BN parameters, linear warm-up over the
 # first epoch, x0.1 at epochs 14, 22, 26 of 28 (the third-party OAML CASIA schedule).
 optim_wrapper = dict(

@@ -26,7 +26,7 @@ class PKSampler(Sampler):
     image at least once, about ``len(dataset)`` samples, and an epoch-based schedule (28 epochs
     on CASIA-WebFace) means what it says. This deliberately differs from QAConv's
     ``RandomIdentitySampler`` (one slot per identity, ``#ids * K`` samples; 8.6 % of CASIA per
-    "epoch", predecessor-pitfalls.md item 15).
+    "epoch", docs/reference.md#predecessor-pitfalls-avoided).
 
     **Batch plan.** The slots of one identity are spread evenly over the epoch (slot ``k`` of
     ``c`` gets the random sort key ``(k + u) / c``, ``u ~ U[0, 1)``), all slots are sorted by key

@@ -18,7 +18,7 @@ INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER
 class FaceAugmenter(BaseTransform):
     """AdaFace's augmentation, in the reference order, on BGR uint8 faces with visibility masks.
 
-    Reference: AdaFace ``dataset/augmenter.py`` + ``data.py`` (reference-facts.md, section 3.2).
+    Reference: AdaFace ``dataset/augmenter.py`` + ``data.py`` (docs/reference.md#augmentation).
     Each step runs with its own probability:
 
     1. Crop with zero padding (``crop_prob``): a box is drawn as ``RandomResizedCrop`` would
@@ -33,7 +33,7 @@ class FaceAugmenter(BaseTransform):
     4. Horizontal flip (``flip_prob``), of the image and the mask.
 
     Probabilities default to 0.2 / 0.2 / 0.2 as in AdaFace's official MS1MV2 scripts
-    (reference-facts.md, section 3.1) and 0.5 for the flip (``RandomHorizontalFlip``).
+    (docs/reference.md#augmentation) and 0.5 for the flip (``RandomHorizontalFlip``).
 
     Deliberate difference: the reference runs torchvision's ColorJitter on PIL images that hold
     BGR arrays, so its saturation and contrast greys weigh the blue channel as red (PIL's

@@ -31,7 +31,8 @@ def face_region_prior(size: Tuple[int, int] = (112, 112)) -> np.ndarray:
     the nose vertically; half-width 1.15 interocular distances (reaches the cheeks' outline);
     half-height 1.2 eye-to-mouth distances (from the hairline to below the chin). Used wherever a
     data set has no face-parsing mask, so that background and the crop's border count as not
-    visible (design.md, "Visibility maps"). Computed once per size; every call returns a fresh
+    visible (docs/architecture.md#visibility-maps). Computed once per size; every call returns a
+    fresh
     copy that the caller may modify.
     """
     return _face_region_prior(int(size[0]), int(size[1])).copy()

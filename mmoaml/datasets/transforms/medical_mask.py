@@ -68,7 +68,7 @@ _SHAPES = {
 class MedicalMaskOcclusion(BaseOccluder):
     """Draw a face mask (surgical, cloth or KN95) over the nose and mouth of an aligned face.
 
-    The OAML report's medical-mask synthesis (oaml-technical-report.md, section 3.5.2), rebuilt on
+    The OAML report's medical-mask synthesis (docs/reference.md#medical-mask), rebuilt on
     the 112x112 ArcFace template (the predecessor placed it with the 96x112 template, about 8 px
     to the left, and left the nose bridge uncovered) and drawn procedurally instead of from a PNG:
 

@@ -7,7 +7,7 @@ draw, placement from the 112x112 ArcFace template with the report's jitter, patt
 textures, compositing, the visibility-mask update and the per-image record.
 
 Compositing rule (hard edges). An occluder covers the pixels whose alpha exceeds 128 of 255, the
-reference's ``alpha > 128 => occluded`` rule (predecessor-pitfalls.md, section 6). Covered pixels
+reference's ``alpha > 128 => occluded`` rule (docs/reference.md#compositing-rule). Covered pixels
 take the layer's colour opaquely and every other pixel is left exactly as it was, so the changed
 pixels are exactly the pixels the visibility mask marks as covered: no half-transparent rim whose
 label would be ambiguous. The procedural renderers draw binary alpha (``cv2.LINE_8``), so the rule

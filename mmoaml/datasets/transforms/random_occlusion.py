@@ -16,7 +16,7 @@ class RandomOcclusion(BaseOccluder):
     """Occlude a random region with a random patch.
 
     Like FROM's occluded benchmarks (one occluder centred at a uniformly random pixel, free to
-    spill off the image; reference-facts.md, "How masked / occluded benchmarks are built") and
+    spill off the image; docs/reference.md#existing-benchmarks) and
     random-erasing style training, but drawn procedurally: the patch's side is ``U(*side_range)``
     times
     the image's shorter side, its aspect ratio ``U(*aspect_ratio)`` (log-uniform), its centre

@@ -5,11 +5,11 @@ from typing import Dict, Optional, Union
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
 from mmoaml.datasets.transforms import BaseOccluder
 from mmoaml.registry import HOOKS
+from ..seeded_loaders import build_seeded_dataloader
 from mmoaml.structures import OCC_KEY
 
 #: Checkpoint key of the stream state.
@@ -35,7 +35,8 @@ class OcclusionBatchHook(Hook):
     **Mix.** Each loader config carries its own per-rank ``batch_size``; ``clean_ratio`` states
     the intended clean share and the hook refuses batch sizes that do not give it:
     ``clean = round(clean_ratio * (occluded + clean))``, e.g. 32 + 8 for 0.2 (the predecessor's
-    32 + 6 was 84/16 instead of 80/20, predecessor-pitfalls.md item 13). ``drop_last`` is set
+    32 + 6 was 84/16 instead of 80/20, docs/reference.md#predecessor-pitfalls-avoided).
+    ``drop_last`` is set
     to True (refused if False) so every occlusion batch has that exact mix.
 
     **Clean faces** must not be occluded: the clean loader's pipeline is the user's (typically
@@ -44,11 +45,12 @@ class OcclusionBatchHook(Hook):
     (``BaseOccluder``). The occluded loader's pipeline must produce ``visibility_mask``.
 
     **Streams.** Both loaders are built in ``before_train`` with ``Runner.build_dataloader``
-    (under the current default scope, with the runner's seed; a missing ``sampler`` defaults to
-    ``DefaultSampler``, which shards by rank under DDP, so every rank draws its own part of
-    each stream) and cycled for ever, independently of the main loader's epochs. The hook calls
-    ``sampler.set_epoch(n)`` whenever it restarts a loader (``DistSamplerSeedHook`` only
-    touches the main loader), so each pass over a stream is a new permutation. With
+    (under the current default scope, seeded like the Runner's own loaders; a missing
+    ``sampler`` defaults to ``DefaultSampler``, which shards by rank under DDP, so every rank
+    draws its own part of each stream) and cycled for ever, independently of the main loader's
+    epochs. The hook calls ``sampler.set_epoch(n)`` whenever it restarts a loader
+    (``DistSamplerSeedHook`` only touches the main loader), so each pass over a stream is a new
+    permutation. With
     ``num_workers > 0`` ``persistent_workers`` defaults to True, since the loaders are
     re-iterated at every pass.
 
@@ -103,10 +105,8 @@ class OcclusionBatchHook(Hook):
 
     def before_train(self, runner) -> None:
         """Build both loaders (per rank, seeded like the main loader)."""
-        diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed', False)
         for name in _STREAMS:
-            loader = Runner.build_dataloader(
-                self.loader_cfgs[name], seed=runner.seed, diff_rank_seed=diff_rank_seed)
+            loader = build_seeded_dataloader(runner, self.loader_cfgs[name])
             if len(loader) == 0:
                 raise ValueError(
                     f'OcclusionBatchHook: the {name} loader yields no batch: this rank draws '

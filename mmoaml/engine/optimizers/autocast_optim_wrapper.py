@@ -26,7 +26,8 @@ class AutocastOptimWrapper(FiniteLossOptimWrapper):
       (and MMEngine's no-sync context during gradient accumulation);
     - bfloat16 has float32's exponent range, so it needs no loss scaling (the default for
       bfloat16); float16 does, and gets a dynamic ``torch.amp.GradScaler`` by default (the
-      recipe of AdaFace's 16-bit runs, reference-facts 3.1). The scaler's own skip of steps
+      recipe of AdaFace's 16-bit runs, docs/reference.md#optimiser-and-schedule). The scaler's own
+      skip of steps
       with non-finite *gradients* (followed by a smaller scale) is its normal operation and is
       not counted;
     - a non-finite *loss* skips the update on every rank and is counted, as in

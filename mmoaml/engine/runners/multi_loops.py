@@ -10,6 +10,7 @@ from mmengine.runner.amp import autocast
 from torch.utils.data import DataLoader
 
 from mmoaml.registry import LOOPS
+from ..seeded_loaders import build_seeded_dataloader
 
 _MEAN = 'mean'
 
@@ -29,7 +30,7 @@ class _MultiSetLoop(BaseLoop):
                  evaluator: Union[Evaluator, Dict, List],
                  fp16: bool = False) -> None:
         loader_cfgs, evaluator_cfgs = self._per_set(dataloader, evaluator)
-        loaders = [_build_dataloader(runner, cfg) for cfg in loader_cfgs]
+        loaders = [build_seeded_dataloader(runner, cfg) for cfg in loader_cfgs]
         super().__init__(runner, loaders[0])
         self.dataloaders = loaders
         self.evaluators = [
@@ -159,14 +160,6 @@ class MultiTestLoop(_MultiSetLoop):
     ``after_test``), ``model.test_step`` and ``test_dataloader``/``test_evaluator``."""
 
     stage = 'test'
-
-
-def _build_dataloader(runner, loader: Union[DataLoader, Dict]) -> DataLoader:
-    """Build a loader config the way MMEngine's ``BaseLoop`` does."""
-    if not isinstance(loader, dict):
-        return loader
-    diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed', False)
-    return runner.build_dataloader(loader, seed=runner.seed, diff_rank_seed=diff_rank_seed)
 
 
 def _metainfo(loader: DataLoader) -> dict:

@@ -331,6 +331,16 @@ class IResNet(BaseModule):
         """Channels of each returned map, in ``out_indices`` order."""
         return tuple(self.stage_channels[i] for i in self.out_indices)
 
+    @property
+    def out_sizes(self) -> Tuple[Tuple[int, int], ...]:
+        """Spatial size ``(h, w)`` of each returned map, in ``out_indices`` order.
+
+        Every stage halves the resolution (the input layer keeps it), so stage ``i`` of an
+        ``H x W`` input is ``H / 2^(i+1) x W / 2^(i+1)``: 7x7 for stage 3 at 112x112.
+        """
+        return tuple((self.input_size[0] >> (i + 1), self.input_size[1] >> (i + 1))
+                     for i in self.out_indices)
+
     def _frozen_modules(self) -> List[nn.Module]:
         if self.frozen_stages < 0:
             return []

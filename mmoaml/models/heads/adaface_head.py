@@ -5,7 +5,7 @@ from typing import List, Optional, Union
 import torch
 
 from mmoaml.registry import MODELS
-from .cosine_margin_head import CosineMarginHead
+from .cosine_margin_head import DEFAULT_MARGIN_LOSS, CosineMarginHead
 
 
 @MODELS.register_module()
@@ -48,6 +48,8 @@ class AdaFaceHead(CosineMarginHead):
             config; the class default there is 1.0).
         eps (float): Cosine clamp and angle clip margin, and the stabiliser of ``z``.
             Defaults to 1e-3 (AdaFace).
+        loss (dict): Loss on the margin logits, with its ``loss_weight``. Defaults to
+            ``dict(type='CrossEntropyLoss', loss_weight=1.0)``.
         init_cfg (dict | list[dict], optional): MMEngine initialisation config. Defaults to None
             (reference initialisation at construction).
 
@@ -71,8 +73,9 @@ class AdaFaceHead(CosineMarginHead):
                  s: float = 64.,
                  t_alpha: float = 0.01,
                  eps: float = 1e-3,
+                 loss: dict = DEFAULT_MARGIN_LOSS,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(embed_dim, num_classes, s=s, eps=eps, init_cfg=init_cfg)
+        super().__init__(embed_dim, num_classes, s=s, eps=eps, loss=loss, init_cfg=init_cfg)
         self.m = m
         self.h = h
         self.t_alpha = t_alpha

@@ -5,7 +5,7 @@ from typing import List, Optional, Union
 import torch
 
 from mmoaml.registry import MODELS
-from .cosine_margin_head import CosineMarginHead
+from .cosine_margin_head import DEFAULT_MARGIN_LOSS, CosineMarginHead
 
 
 @MODELS.register_module()
@@ -25,6 +25,8 @@ class ArcFaceHead(CosineMarginHead):
         m (float): Angular margin in radians. Defaults to 0.5 (ArcFace).
         s (float): Logit scale. Defaults to 64 (ArcFace).
         eps (float): Cosine clamp and angle clip margin. Defaults to 1e-4 (AdaFace ``head.py``).
+        loss (dict): Loss on the margin logits, with its ``loss_weight``. Defaults to
+            ``dict(type='CrossEntropyLoss', loss_weight=1.0)``.
         init_cfg (dict | list[dict], optional): MMEngine initialisation config. Defaults to None.
 
     Examples:
@@ -37,8 +39,9 @@ class ArcFaceHead(CosineMarginHead):
                  m: float = 0.5,
                  s: float = 64.,
                  eps: float = 1e-4,
+                 loss: dict = DEFAULT_MARGIN_LOSS,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(embed_dim, num_classes, s=s, eps=eps, init_cfg=init_cfg)
+        super().__init__(embed_dim, num_classes, s=s, eps=eps, loss=loss, init_cfg=init_cfg)
         self.m = m
 
     def margin_target(self, target_cos: torch.Tensor,

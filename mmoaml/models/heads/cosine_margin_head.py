@@ -1,11 +1,19 @@
 """Common base of the margin-softmax heads: class kernel, cosines, margin on the target column."""
 from abc import abstractmethod
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
+from mmpretrain.structures import DataSample
+
+from mmoaml.structures import stack_labels
+from ..builder import build_component
+from ..checks import checkable_without_sync
+
+#: The margin heads' loss: softmax cross-entropy over the margin logits (MMPretrain's loss).
+DEFAULT_MARGIN_LOSS = dict(type='CrossEntropyLoss', loss_weight=1.0)
 
 
 class CosineMarginHead(BaseModule):
@@ -32,11 +40,19 @@ class CosineMarginHead(BaseModule):
     - the margin arithmetic runs in float32 even when the matrix product runs in half
       precision under autocast (as insightface's margin losses do).
 
+    **As a head** (MMPretrain's ``ClsHead`` contract): :meth:`loss` takes the neck's output
+    ``feats = (embedding [B, D], norm [B, 1])`` (``FaceEmbeddingNeck``) and the data samples'
+    ``gt_label`` and returns ``{'loss': loss_weight * CE(margin logits)}``; :meth:`predict`
+    writes ``pred_score`` (softmax of the scaled cosines, no margin) and ``pred_label``. So a
+    margin head can serve as the head of an ``mmpretrain.ImageClassifier``.
+
     Args:
         embed_dim (int): Embedding size ``D``.
         num_classes (int): Number of identities.
         s (float): Logit scale.
         eps (float): Cosine clamp margin.
+        loss (dict): Config of the loss on the margin logits, with its ``loss_weight``.
+            Defaults to ``dict(type='CrossEntropyLoss', loss_weight=1.0)`` (MMPretrain's).
         init_cfg (dict | list[dict], optional): MMEngine initialisation config. The default
             (None) keeps the reference initialisation done at construction.
     """
@@ -46,6 +62,7 @@ class CosineMarginHead(BaseModule):
                  num_classes: int,
                  s: float,
                  eps: float,
+                 loss: dict = DEFAULT_MARGIN_LOSS,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if embed_dim <= 0 or num_classes <= 0:
@@ -56,6 +73,7 @@ class CosineMarginHead(BaseModule):
         self.s = s
         self.eps = eps
         self.kernel = nn.Parameter(torch.empty(embed_dim, num_classes))
+        self.loss_module = build_component(loss, f'{type(self).__name__}: loss')
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -104,6 +122,54 @@ class CosineMarginHead(BaseModule):
         target = self.margin_target(cos.gather(1, index), norm)
         return cos.scatter(1, index, target) * self.s
 
+    def loss(self, feats: Tuple[torch.Tensor, torch.Tensor], data_samples: Sequence[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Weighted margin loss of a batch.
+
+        Args:
+            feats (tuple[Tensor, Tensor]): ``(embedding [B, D], norm [B, 1])`` from the neck.
+            data_samples (Sequence[DataSample]): ``gt_label`` of each image.
+            **kwargs: Passed on to the loss module.
+
+        Returns:
+            dict[str, Tensor]: ``loss`` (scalar, weighted by the loss config).
+        """
+        embedding, norm = self._unpack(feats)
+        labels = stack_labels(data_samples, embedding.shape[0])
+        logits = self(embedding, norm, labels.to(embedding.device))
+        return dict(loss=self.loss_module(logits, labels.to(logits.device), **kwargs))
+
+    def predict(self,
+                feats: Tuple[torch.Tensor, torch.Tensor],
+                data_samples: Optional[Sequence[Optional[DataSample]]] = None
+                ) -> List[DataSample]:
+        """Class scores without margin (``softmax(s * cos)``) and the predicted class.
+
+        Args:
+            feats (tuple[Tensor, Tensor]): ``(embedding [B, D], norm [B, 1])`` from the neck.
+            data_samples (Sequence[DataSample | None], optional): Updated in place; created
+                where None.
+
+        Returns:
+            list[DataSample]: with ``pred_score`` ``[num_classes]`` and ``pred_label``.
+        """
+        embedding, _ = self._unpack(feats)
+        scores = F.softmax(self.cosine(embedding) * self.s, dim=1)
+        labels = scores.argmax(dim=1, keepdim=True).detach()
+        samples = list(data_samples) if data_samples is not None else [None] * len(scores)
+        out = []
+        for sample, score, label in zip(samples, scores, labels):
+            sample = DataSample() if sample is None else sample
+            out.append(sample.set_pred_score(score).set_pred_label(label))
+        return out
+
+    @staticmethod
+    def _unpack(feats) -> Tuple[torch.Tensor, torch.Tensor]:
+        if not (isinstance(feats, (tuple, list)) and len(feats) == 2):
+            raise TypeError('a margin head reads the neck output (embedding [B, D], norm [B, 1]) '
+                            f'(FaceEmbeddingNeck), got {type(feats).__name__}')
+        return feats[0], feats[1]
+
     def _check_inputs(self, embedding: torch.Tensor, norm: Optional[torch.Tensor],
                       labels: torch.Tensor) -> None:
         name = type(self).__name__
@@ -115,7 +181,9 @@ class CosineMarginHead(BaseModule):
             raise ValueError(f'{name}: labels must be [{batch}], got {list(labels.shape)}')
         if labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise ValueError(f'{name}: labels must be an integer tensor, got {labels.dtype}')
-        if batch and (labels.min() < 0 or labels.max() >= self.num_classes):
+        # A data-dependent check: only where it forces no device synchronisation.
+        if batch and checkable_without_sync(labels) and (labels.min() < 0
+                                                          or labels.max() >= self.num_classes):
             raise ValueError(f'{name}: labels must lie in [0, {self.num_classes}), got range '
                              f'[{int(labels.min())}, {int(labels.max())}]')
         if norm is not None and norm.shape != (batch, 1):

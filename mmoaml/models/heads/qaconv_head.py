@@ -1,13 +1,17 @@
 """QAConv: query-adaptive local matching of two feature maps, with visibility weighting."""
 import math
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
+from mmpretrain.structures import DataSample
 
 from mmoaml.registry import MODELS
+from mmoaml.structures import stack_labels
+from ..builder import build_component
+from ..checks import checkable_without_sync
 
 # Default blocks of ``match`` (measured with tools/benchmarks/qaconv_throughput.py): on CPU the
 # maxima reductions are memory-bound, so a block should stay near cache size, with 64 galleries
@@ -20,6 +24,10 @@ _DEVICE_BLOCK_BYTES = 128 * 2**20
 _HIDDEN = -4.0
 _COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _WEIGHTINGS = ('mask', 'multiply')
+#: QAConv's in-batch losses (OAML report); the keys name the logged terms ``loss_qaconv_<key>``.
+DEFAULT_QACONV_LOSSES = dict(
+    pair=dict(type='PairwiseMatchingLoss', loss_weight=1.0),
+    triplet=dict(type='SoftmaxTripletLoss', margin=1.0, triplet_weight=0.5, loss_weight=1.0))
 
 
 @MODELS.register_module()
@@ -28,78 +36,32 @@ class QAConvHead(BaseModule):
 
     Query-adaptive convolution (Liao and Shao, "Interpretable and Generalizable Person
     Re-Identification with Query-Adaptive Convolution and Temporal Lifting", ECCV 2020,
-    https://arxiv.org/abs/1904.10424; version 2.1 of ShengcaiLiao/QAConv, CVPR 2022). For a probe
-    map ``P`` and a gallery map ``G`` (``C x h x w``, ``hw = h*w`` locations), every location's
-    ``C``-vector is L2-normalised (idempotent, so callers may pass raw or normalised maps) and
+    https://arxiv.org/abs/1904.10424; version 2.1 of ShengcaiLiao/QAConv, CVPR 2022). Every
+    location's ``C``-vector of a probe map ``P`` and a gallery map ``G`` (``C x h x w``,
+    ``hw = h*w`` locations) is L2-normalised (idempotent: raw or normalised maps may be passed);
+    ``S[r, s] = <P_r, G_s>`` for probe location ``r`` and gallery location ``s``; the maxima
+    ``max_s S[r, s]`` (per probe location) and ``max_r S[r, s]`` (per gallery location) go
+    through ``bn`` (BatchNorm1d(1)) and the shared ``fc`` (Linear(hw, 1)), the two directions
+    are summed, and ``logit_bn`` (BatchNorm1d(1)) gives the score. 54 parameters at 7x7
+    (reference count); ``score(P, G) = score(G, P)`` with the visibilities swapped.
 
-    1. ``S[r, s] = <P_r, G_s>`` for probe location ``r`` and gallery location ``s`` (cosines);
-    2. ``u_r = max_s S[r, s]`` (each probe location's best gallery match) and
-       ``v_s = max_r S[r, s]`` (each gallery location's best probe match);
-    3. ``bn`` (BatchNorm1d(1): one scalar mean/variance over all maxima of all pairs);
-    4. the shared ``fc`` (Linear(hw, 1), weight initialised to ``1/hw``, i.e. an average) maps
-       each direction's ``hw`` maxima to one value; the two directions are summed;
-    5. ``logit_bn`` (BatchNorm1d(1)) gives the score.
+    Visibility (``[N, 1, h, w]`` or ``[N, h*w]`` in ``[0, 1]``; 1 = visible face, 0 = occluder or
+    not face) is indexed by the locations of its own map. ``weighting='mask'`` (default) never
+    selects a visibility-0 location as a match and weights each maximum by the visibility of both
+    locations it pairs; ``'multiply'`` is the OAML report's formula, kept for ablation. In eval
+    mode a score depends only on its own pair, so chunking does not change it; in train mode both
+    BN layers use statistics over all pairs scored together, so train-mode scoring is one block.
 
-    54 parameters at 7x7 (reference count). ``score(P, G) = score(G, P)`` with the visibilities
-    swapped. In eval mode each score depends only on its own pair, so any chunking gives the same
-    result; in train mode both BN layers use batch statistics over *all* pairs scored together
-    (as in the reference), so train-mode scoring is done as a single block.
+    Shapes: ``forward(feats [B, C, h, w], vis) -> [B, B]`` (the batch against itself),
+    ``match(probe [P, C, h, w], gallery [G, C, h, w], probe_vis, gallery_vis) -> [P, G]``,
+    ``match_pairs(probe [N, C, h, w], gallery [N, C, h, w], ...) -> [N]``; scores are float32,
+    higher = more similar. ``loss(feature_map [B, C, h, w], data_samples, visibility)`` returns
+    the configured losses on the batch's ``[B, B]`` scores and ``qaconv_acc``. Defaults: float32
+    compute (``dtype`` may be bfloat16 or float16); eval blocks of 64 galleries and about 8 MB of
+    correlations on CPU, about 128 MB on an accelerator.
 
-    **Visibility weighting.** ``vis`` in ``[0, 1]`` per location (1 = visible face, 0 = occluder
-    or not face); the probe's visibility is indexed by probe location ``r``, the gallery's by
-    gallery location ``s``. With ``weighting='mask'`` (default):
-
-    - a location of visibility 0 is never a match candidate: ``u_r`` is the maximum over gallery
-      locations with ``b_s > 0`` only (the others are pushed below every cosine *before* the
-      max), and likewise ``v_s`` over probe locations with ``a_r > 0``;
-    - each maximum gets the weight ``c_r = a_r * b_{s*(r)}`` (its own visibility times that of
-      the location it matched; ``c_s = b_s * a_{r*(s)}`` in the other direction), so a soft
-      visibility lowers the influence of a location and of matches onto a doubtful location;
-    - the fc average becomes a visibility-weighted one: the fc input is ``bn(u) * c / mean(c)``
-      per direction. The learned fc weight ``w_r`` stays a per-location weight (how useful is
-      location ``r`` on average), the visibility ``c_r`` says how usable it is in *this* pair:
-      the effective weight is ``w_r * c_r / mean(c)``. Dividing by ``mean(c)`` keeps the
-      weighted aggregate on the scale of the unweighted one (with ``w = 1/hw`` it is exactly the
-      ``c``-weighted mean of the normalised maxima), so ``bn``, ``fc`` and ``logit_bn`` learned
-      on clean pairs stay calibrated under occlusion; with all-ones visibility the weights are
-      exactly 1 and the score is bit-identical to the unweighted one;
-    - in train mode, ``bn``'s batch mean and variance are the ``c``-weighted statistics of the
-      maxima (running variance corrected with the reliability-weight factor
-      ``V1^2 / (V1^2 - V2)``, which is ``n / (n - 1)`` for unit weights);
-    - a direction with no usable location (all ``c = 0``, e.g. a map with no visible location)
-      contributes the fc bias alone (the fc of an all-zero input), so such a pair gets a finite
-      score that is independent of its features.
-
-    Hence a location with visibility 0 can neither be selected nor change any score, in train
-    or eval mode: its features may be replaced by anything, NaN included. The weights ``c``
-    depend on the argmax, so with soft visibility a score can jump where two candidate locations
-    of different visibility tie. Gradients reach the features and, through ``c``, the visibility
-    (OAML detaches the visibility before calling the head).
-
-    ``weighting='multiply'`` is the OAML report's literal formula, kept for ablation:
-    ``S[r, s] * a_r * b_s`` before the two maxima, then the plain reference aggregation. Because
-    cosines can be negative, a zero weight raises an occluded correlation to 0, which can then be
-    the maximum, and occluded locations still enter the fc average as maxima of value 0.
-
-    **Precision, memory and speed.** ``match`` scores ``P x G`` in blocks of ``p`` probes x
-    ``g`` galleries (``chunk_size``), so at most ``p * g * hw^2`` correlations exist at once
-    (default on CPU: 64 galleries and about 8 MB per block; on an accelerator about 128 MB). The
-    correlation of a block is one matrix product ``[p*hw, C] x [C, hw*g]``, laid out so that both
-    maxima are vectorised reductions; ``tools/benchmarks/qaconv_throughput.py`` measures it
-    against the machine's matrix-multiply peak. Only the normalised descriptors of all maps
-    (``(P + G) * hw * C`` values in the compute dtype) are held besides the ``[P, G]`` scores.
-    ``dtype=torch.bfloat16`` / ``torch.float16`` runs the product (and the maxima) in reduced
-    precision, everything after the maxima runs in float32. Error bound against float32, for
-    no or binary visibility and a product that accumulates in float32 (CPU; on CUDA float16 needs
-    ``torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False``): with unit
-    descriptors each correlation is off by at most ``e = 3u + C * 2^-24`` (both inputs rounded
-    with relative error ``u``, the result rounded once, ``|S| <= 1``, float32 accumulation;
-    ``u = 2^-9`` for bfloat16, ``2^-12`` for float16); maxima are 1-Lipschitz in the max norm,
-    so ``|score - score_fp32| <= 2e * g_logit * g_bn * W`` with ``g = |gamma| /
-    sqrt(running_var + eps)`` of the two BN layers and ``W = sum_r |w_r| c_r / mean(c)``
-    (``sum|w|`` without visibility, 1 for the initial fc weight ``1/hw``). For a freshly
-    initialised head at C = 512 this is 0.0118 (bfloat16) and 0.0015 (float16); measured
-    maxima on random maps are about ten times smaller (test_qaconv_head.py).
+    See docs/qaconv.md for the visibility weighting, the block layout and the reduced-precision
+    error bound.
 
     Args:
         num_features (int): Channels ``C`` of the matched maps. Defaults to 512 (IR body map).
@@ -107,6 +69,11 @@ class QAConvHead(BaseModule):
         width (int): Map width. Defaults to 7.
         weighting (str): ``'mask'`` (default, described above) or ``'multiply'`` (report
             formula, ablation only).
+        losses (dict): ``{name: loss config}`` of the in-batch losses :meth:`loss` computes on
+            the ``[B, B]`` scores, each logged as ``loss_qaconv_<name>`` and scaled by its
+            ``loss_weight``. Defaults to ``PairwiseMatchingLoss`` (``pair``) and
+            ``SoftmaxTripletLoss(margin=1.0, triplet_weight=0.5)`` (``triplet``), both with
+            ``loss_weight=1.0``.
         init_cfg (dict | list[dict], optional): MMEngine initialisation config. Defaults to None
             (reference initialisation at construction: BN weight 1 / bias 0, fc weight ``1/hw``,
             fc bias torch's default ``U(-1/sqrt(hw), 1/sqrt(hw))``).
@@ -128,6 +95,7 @@ class QAConvHead(BaseModule):
                  height: int = 7,
                  width: int = 7,
                  weighting: str = 'mask',
+                 losses: Mapping[str, dict] = DEFAULT_QACONV_LOSSES,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if min(num_features, height, width) <= 0:
@@ -142,7 +110,20 @@ class QAConvHead(BaseModule):
         self.bn = nn.BatchNorm1d(1)
         self.fc = nn.Linear(height * width, 1)
         self.logit_bn = nn.BatchNorm1d(1)
+        self.losses = self._build_losses(losses)
         self.reset_parameters()
+
+    @staticmethod
+    def _build_losses(losses: Mapping[str, dict]) -> nn.ModuleDict:
+        if not isinstance(losses, Mapping) or not losses:
+            raise TypeError('QAConvHead: losses must be a non-empty dict {name: loss cfg}, got '
+                            f'{losses!r}')
+        for name in losses:
+            if not str(name).isidentifier():
+                raise ValueError('QAConvHead: losses keys name the logged terms '
+                                 f'loss_qaconv_<name> and must be identifiers, got {name!r}')
+        return nn.ModuleDict({name: build_component(cfg, f'QAConvHead: losses.{name}')
+                              for name, cfg in losses.items()})
 
     @property
     def hw(self) -> int:
@@ -176,6 +157,41 @@ class QAConvHead(BaseModule):
         probe, gallery = self._masked_descriptors(x, x, v, v)
         corr = self._correlation(probe, self._location_major(gallery))
         return self._block_scores(corr, *self._grid_vis(v, v), symmetric=True)
+
+    def loss(self,
+             feature_map: torch.Tensor,
+             data_samples: Sequence[DataSample],
+             visibility: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """In-batch losses of a PK batch matched against itself, plus ``qaconv_acc``.
+
+        Args:
+            feature_map (Tensor): ``[B, C, h, w]`` maps of the batch.
+            data_samples (Sequence[DataSample]): ``gt_label`` of each image.
+            visibility (Tensor, optional): ``[B, 1, h, w]`` visibility weighting the matches
+                (detached by the caller when no gradient may reach its producer).
+
+        Returns:
+            dict[str, Tensor]: ``loss_qaconv_<name>`` per configured loss (weighted by its
+            config) and ``qaconv_acc`` (batch-hard accuracy, from the first loss that has an
+            ``accuracy`` method).
+        """
+        labels = stack_labels(data_samples, feature_map.shape[0]).to(feature_map.device)
+        if (visibility is not None and checkable_without_sync(visibility)
+                and not bool(torch.isfinite(visibility).all())):
+            # Non-finite visibility means non-finite features (e.g. a transient fp16 overflow),
+            # which make the other losses non-finite too. The range check of the matcher would
+            # raise; report the terms as NaN instead, so that the optimizer wrapper skips this
+            # update and training goes on.
+            nan = feature_map.new_full((), float('nan'), dtype=torch.float32)
+            return {f'loss_qaconv_{name}': nan for name in self.losses}
+        scores = self(feature_map, visibility)
+        terms = {f'loss_qaconv_{name}': loss_fn(scores, labels)
+                 for name, loss_fn in self.losses.items()}
+        for loss_fn in self.losses.values():
+            if hasattr(loss_fn, 'accuracy'):
+                terms['qaconv_acc'] = loss_fn.accuracy(scores.detach(), labels)
+                break
+        return terms
 
     def match(self,
               probe: torch.Tensor,
@@ -326,7 +342,8 @@ class QAConvHead(BaseModule):
             raise ValueError(f'QAConvHead: {name} must be [{n}, 1, {self.height}, {self.width}] '
                              f'or [{n}, {self.hw}], got {list(shape)}')
         v = vis.reshape(n, self.hw).float()
-        if not bool(((v >= 0) & (v <= 1)).all()):
+        # A data-dependent check: only where it forces no device synchronisation.
+        if checkable_without_sync(v) and not bool(((v >= 0) & (v <= 1)).all()):
             raise ValueError(f'QAConvHead: {name} must lie in [0, 1] (1 = visible)')
         return v
 

@@ -12,7 +12,7 @@ class OcclusionLoss(nn.Module):
     """Mean squared error between a predicted visibility map and the ground-truth pixel mask.
 
     The pixel mask (1 = visible face, 0 = occluder or not face) is brought to the prediction's
-    grid with :func:`mmoaml.utils.area_downsample`, so each target cell is the visible fraction
+    grid with :func:`mmoaml.structures.area_downsample`, so each target cell is the visible fraction
     of its image region (the predecessor's bilinear resize point-sampled the mask instead).
 
     Examples:
@@ -21,8 +21,15 @@ class OcclusionLoss(nn.Module):
         >>> pred, gt = torch.rand(2, 1, 7, 7), torch.ones(2, 1, 112, 112)
         >>> OcclusionLoss()(pred, gt).shape
         torch.Size([])
-        >>> # config: dict(type='OcclusionLoss')
+        >>> # config: dict(type='OcclusionLoss', loss_weight=1.0)
+
+    Args:
+        loss_weight (float): Factor of the returned loss. Defaults to 1.0.
     """
+
+    def __init__(self, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.loss_weight = loss_weight
 
     def forward(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
@@ -32,7 +39,7 @@ class OcclusionLoss(nn.Module):
             gt (Tensor): ``[B, 1, H, W]`` or ``[B, H, W]`` ground-truth pixel visibility.
 
         Returns:
-            Tensor: scalar mean over all ``B * h * w`` cells.
+            Tensor: scalar mean over all ``B * h * w`` cells, times ``loss_weight``.
         """
         if pred.dim() != 4 or pred.shape[1] != 1:
             raise ValueError(f'OcclusionLoss: pred must be [B, 1, h, w], got {list(pred.shape)}')
@@ -41,4 +48,4 @@ class OcclusionLoss(nn.Module):
             raise ValueError(f'OcclusionLoss: gt must be [{pred.shape[0]}, 1, H, W] or '
                              f'[{pred.shape[0]}, H, W], got {list(gt.shape)}')
         target = area_downsample(gt, tuple(pred.shape[-2:])).to(pred)
-        return F.mse_loss(pred, target)
+        return self.loss_weight * F.mse_loss(pred, target)

@@ -28,8 +28,15 @@ class PairwiseMatchingLoss(nn.Module):
         >>> scores, labels = torch.randn(4, 4), torch.tensor([0, 0, 1, 1])
         >>> loss(scores, labels).shape
         torch.Size([])
-        >>> # config: dict(type='PairwiseMatchingLoss')
+        >>> # config: dict(type='PairwiseMatchingLoss', loss_weight=1.0)
+
+    Args:
+        loss_weight (float): Factor of the returned loss. Defaults to 1.0.
     """
+
+    def __init__(self, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.loss_weight = loss_weight
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
@@ -39,12 +46,12 @@ class PairwiseMatchingLoss(nn.Module):
             labels (Tensor): ``[B]`` integer identities.
 
         Returns:
-            Tensor: scalar loss.
+            Tensor: scalar loss, times ``loss_weight``.
         """
         check_score_matrix(scores, labels, type(self).__name__)
         target = same_identity(labels).to(scores.dtype)
         per_pair = F.binary_cross_entropy_with_logits(scores, target, reduction='none')
-        return per_pair.sum(dim=1).mean()
+        return self.loss_weight * per_pair.sum(dim=1).mean()
 
     @torch.no_grad()
     def accuracy(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

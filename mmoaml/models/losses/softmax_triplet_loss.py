@@ -40,6 +40,7 @@ class SoftmaxTripletLoss(nn.Module):
     Args:
         margin (float): Triplet margin. Defaults to 1.0 (OAML report).
         triplet_weight (float): Weight of the triplet term. Defaults to 0.5 (OAML report).
+        loss_weight (float): Factor of the returned loss (both terms). Defaults to 1.0.
 
     Examples:
         >>> import torch
@@ -51,13 +52,17 @@ class SoftmaxTripletLoss(nn.Module):
         >>> # config: dict(type='SoftmaxTripletLoss', margin=1.0, triplet_weight=0.5)
     """
 
-    def __init__(self, margin: float = 1.0, triplet_weight: float = 0.5) -> None:
+    def __init__(self,
+                 margin: float = 1.0,
+                 triplet_weight: float = 0.5,
+                 loss_weight: float = 1.0) -> None:
         super().__init__()
         self.margin = margin
         self.triplet_weight = triplet_weight
+        self.loss_weight = loss_weight
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Compute ``loss_cls + triplet_weight * loss_triplet``.
+        """Compute ``loss_weight * (loss_cls + triplet_weight * loss_triplet)``.
 
         Args:
             scores (Tensor): ``[B, B]`` QAConv scores of the batch against itself.
@@ -67,7 +72,7 @@ class SoftmaxTripletLoss(nn.Module):
             Tensor: scalar loss.
         """
         parts = self.components(scores, labels)
-        return parts['loss_cls'] + self.triplet_weight * parts['loss_triplet']
+        return self.loss_weight * (parts['loss_cls'] + self.triplet_weight * parts['loss_triplet'])
 
     def components(self, scores: torch.Tensor, labels: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The two unweighted terms, for logging.

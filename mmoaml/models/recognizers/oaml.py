@@ -1,6 +1,7 @@
 """OAML: occlusion-aware face recognition (AdaFace + QAConv + occlusion head on one backbone)."""
+import copy
 import logging
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Set, Union
 
 import torch
 import torch.nn as nn
@@ -10,40 +11,35 @@ from mmengine.model import BaseModel
 from mmpretrain.structures import DataSample
 
 from mmoaml.registry import MODELS
-
-ModuleCfg = Union[dict, nn.Module]
+from mmoaml.structures import stack_gt_visibility
+from ..builder import ModuleCfg, build_component
 
 #: Sources of occlusion supervision (see :class:`OAML`, ``occlusion_supervision``).
 SUPERVISION_MODES = ('occ_batch', 'main', 'both', 'auto', None)
-#: Loss weights of the OAML report: 0.1 AdaFace, 0.9 QAConv, 0.1 occlusion.
-DEFAULT_LOSS_WEIGHTS = dict(adaface=0.1, qaconv=0.9, occlusion=0.1)
-#: QAConv losses of the OAML report; the keys name the logged terms ``loss_qaconv_<key>``.
-DEFAULT_QACONV_LOSSES = dict(
-    pair=dict(type='PairwiseMatchingLoss'),
-    triplet=dict(type='SoftmaxTripletLoss', margin=1.0, triplet_weight=0.5))
+#: Losses of the heads when their configs set none: the OAML report's weights 0.1 (AdaFace),
+#: 0.9 (each QAConv loss) and 0.1 (occlusion).
+REPORT_HEAD_LOSSES = dict(
+    adaface_head=dict(loss=dict(type='CrossEntropyLoss', loss_weight=0.1)),
+    qaconv_head=dict(losses=dict(
+        pair=dict(type='PairwiseMatchingLoss', loss_weight=0.9),
+        triplet=dict(type='SoftmaxTripletLoss', margin=1.0, triplet_weight=0.5,
+                     loss_weight=0.9))),
+    occlusion_head=dict(loss=dict(type='OcclusionLoss', loss_weight=0.1)))
 
 
-def _build(cfg: Optional[ModuleCfg], name: str) -> Optional[nn.Module]:
-    """Build a submodule config in the mmoaml scope (modules and None pass through).
-
-    The scope is set explicitly because nested builds otherwise follow whatever default scope is
-    current, and an OAML config embedded in another project would not find mmoaml's types.
-    """
-    if cfg is None or isinstance(cfg, nn.Module):
+def with_report_losses(cfg: Optional[ModuleCfg], head: str) -> Optional[ModuleCfg]:
+    """``cfg`` with the report's loss configs of ``head`` where it sets none."""
+    if not isinstance(cfg, dict):
         return cfg
-    if not isinstance(cfg, Mapping):
-        raise TypeError(f'OAML: {name} must be a config dict or an nn.Module, got '
-                        f'{type(cfg).__name__}')
-    cfg = dict(cfg)
-    cfg.setdefault('_scope_', 'mmoaml')
-    return MODELS.build(cfg)
+    return {**copy.deepcopy(REPORT_HEAD_LOSSES[head]), **cfg}
 
 
 @MODELS.register_module()
 class OAML(BaseModel):
     """Occlusion-aware face recognizer: AdaFace embedding, QAConv matching, visibility head.
 
-    One backbone feeds three branches (OAML technical report; ``docs/design.md``):
+    One backbone feeds three branches (OAML technical report;
+    docs/architecture.md#training-iteration):
 
     - ``neck`` turns the backbone's last map into a unit embedding and its norm, classified by
       ``adaface_head`` (CrossEntropy over margin logits);
@@ -55,7 +51,13 @@ class OAML(BaseModel):
       its MSE loss against the area-averaged ground-truth mask trains it alone. ``V.detach()``
       weights QAConv's local matches.
 
-    ``total = w_ada * L_ada + w_qa * (sum of QAConv losses) + w_occ * L_occ``. Gradient rules:
+    OAML only wires: :meth:`loss` extracts the features once and asks each head for its loss
+    dict (``adaface_head.loss``, ``qaconv_head.loss``, ``occlusion_head.loss_by_visibility``);
+    each head owns its loss and the loss's weight lives in that loss's config
+    (``adaface_head.loss.loss_weight``, ``qaconv_head.losses.<name>.loss_weight``,
+    ``occlusion_head.loss.loss_weight``). A head given as a config without a loss gets the OAML
+    report's: ``0.1 * CE`` for AdaFace, ``0.9 *`` each QAConv loss (pairwise and
+    softmax-triplet), ``0.1 *`` the occlusion MSE (:data:`REPORT_HEAD_LOSSES`). Gradient rules:
     the AdaFace and QAConv losses reach the backbone; nothing from QAConv reaches the occlusion
     head; the occlusion loss reaches only the occlusion head.
 
@@ -79,8 +81,9 @@ class OAML(BaseModel):
     **Feature level**: ``feature_level`` indexes the backbone's output tuple for the map that
     QAConv and the occlusion head read; ``-1`` with ``IResNet(out_indices=(3,))`` is the 7x7x512
     body map (report default), ``0`` with ``out_indices=(2, 3)`` the 14x14x256 stage-3 map
-    (finer grid). The neck always reads the last map. Head sizes must match the level; a mismatch
-    is reported naming the config keys.
+    (finer grid). The neck always reads the last map. Head sizes must match the level: checked
+    once, at construction when the backbone declares ``out_channels`` and ``out_sizes`` (as
+    ``IResNet`` does), else at the first forward pass; a mismatch names the config keys.
 
     Non-finite losses are not patched here (no NaN-to-zero): use ``FiniteLossOptimWrapper``,
     which skips such updates. Under DDP, set ``find_unused_parameters=True`` when the occlusion
@@ -91,20 +94,15 @@ class OAML(BaseModel):
         backbone (dict | nn.Module): Returns a tuple of maps, e.g. ``IResNet``.
         neck (dict | nn.Module): ``maps -> (embedding [B, D], norm [B, 1])``, e.g.
             ``FaceEmbeddingNeck``.
-        adaface_head (dict | nn.Module): ``(embedding, norm, labels) -> logits``, e.g.
-            ``AdaFaceHead`` (also ``ArcFaceHead``/``CosFaceHead``).
-        qaconv_head (dict | nn.Module, optional): ``QAConvHead``; ``forward(F, vis) -> [B, B]``.
+        adaface_head (dict | nn.Module): A margin head with ``loss((embedding, norm),
+            data_samples) -> {'loss': ...}``: ``AdaFaceHead`` (also ``ArcFaceHead``,
+            ``CosFaceHead``); its loss is logged as ``loss_adaface``.
+        qaconv_head (dict | nn.Module, optional): ``QAConvHead``, with ``loss(F,
+            data_samples, vis) -> {'loss_qaconv_<name>': ..., 'qaconv_acc': ...}``.
             Defaults to None (AdaFace only).
-        occlusion_head (dict | nn.Module, optional): ``OcclusionHead``; ``F -> [B, 1, h, w]``.
+        occlusion_head (dict | nn.Module, optional): ``OcclusionHead``; ``F -> [B, 1, h, w]``,
+            with ``loss_by_visibility(vis, gt) -> {'loss_occlusion': ..., 'occ_mse': ...}``.
             Defaults to None.
-        qaconv_losses (dict): ``{name: loss cfg}``, each ``(scores [B, B], labels [B]) ->
-            scalar``, logged as ``loss_qaconv_<name>``; a loss with an ``accuracy`` method also
-            gives ``qaconv_acc``. Defaults to ``PairwiseMatchingLoss`` (``pair``) and
-            ``SoftmaxTripletLoss(margin=1.0, triplet_weight=0.5)`` (``triplet``), OAML report.
-        occlusion_loss (dict | nn.Module): ``(pred [B, 1, h, w], gt [B, 1, H, W]) -> scalar``.
-            Defaults to ``OcclusionLoss`` (MSE on area-averaged masks).
-        loss_weights (dict): ``adaface``, ``qaconv``, ``occlusion``; missing keys take the
-            defaults 0.1 / 0.9 / 0.1 (OAML report).
         feature_level (int): Index into the backbone's outputs of the map for QAConv and the
             occlusion head. Defaults to -1.
         occlusion_supervision (str, optional): One of ``'occ_batch'``, ``'main'``, ``'both'``,
@@ -126,6 +124,8 @@ class OAML(BaseModel):
         ...     occlusion_head=dict(type='OcclusionHead', in_channels=512))
         >>> model.visibility_weighting
         True
+        >>> model.loss_weights['loss_adaface'], model.loss_weights['loss_qaconv_pair']
+        (0.1, 0.9)
     """
 
     def __init__(self,
@@ -134,9 +134,6 @@ class OAML(BaseModel):
                  adaface_head: ModuleCfg,
                  qaconv_head: Optional[ModuleCfg] = None,
                  occlusion_head: Optional[ModuleCfg] = None,
-                 qaconv_losses: Mapping[str, ModuleCfg] = DEFAULT_QACONV_LOSSES,
-                 occlusion_loss: ModuleCfg = dict(type='OcclusionLoss'),
-                 loss_weights: Mapping[str, float] = DEFAULT_LOSS_WEIGHTS,
                  feature_level: int = -1,
                  occlusion_supervision: Optional[str] = 'auto',
                  visibility_weighting: Union[bool, str] = 'auto',
@@ -145,71 +142,83 @@ class OAML(BaseModel):
         if data_preprocessor is None:
             data_preprocessor = dict(type='FaceDataPreprocessor')
         super().__init__(
-            data_preprocessor=_build(data_preprocessor, 'data_preprocessor'), init_cfg=init_cfg)
+            data_preprocessor=build_component(data_preprocessor, 'OAML: data_preprocessor'),
+            init_cfg=init_cfg)
         for name, cfg in (('backbone', backbone), ('neck', neck), ('adaface_head', adaface_head)):
             if cfg is None:
                 raise ValueError(f'OAML: {name} is required')
-        self.backbone = _build(backbone, 'backbone')
-        self.neck = _build(neck, 'neck')
-        self.adaface_head = _build(adaface_head, 'adaface_head')
-        self.qaconv_head = _build(qaconv_head, 'qaconv_head')
-        self.occlusion_head = _build(occlusion_head, 'occlusion_head')
+        self.backbone = build_component(backbone, 'OAML: backbone')
+        self.neck = build_component(neck, 'OAML: neck')
+        self.adaface_head = build_component(
+            with_report_losses(adaface_head, 'adaface_head'), 'OAML: adaface_head')
+        self.qaconv_head = build_component(
+            with_report_losses(qaconv_head, 'qaconv_head'), 'OAML: qaconv_head')
+        self.occlusion_head = build_component(
+            with_report_losses(occlusion_head, 'occlusion_head'), 'OAML: occlusion_head')
 
-        self.loss_weights = self._check_loss_weights(loss_weights)
-        self.feature_level = self._check_feature_level(feature_level)
+        if not isinstance(feature_level, int):
+            raise TypeError(f'OAML: feature_level must be an int, got {feature_level!r}')
+        self.feature_level = feature_level
+        self._wiring_checked = self._check_declared_wiring()
         self.occlusion_supervision = self._check_supervision(occlusion_supervision)
         self.visibility_weighting = self._resolve_weighting(visibility_weighting)
-
-        if self.qaconv_head is not None:
-            self.qaconv_losses = self._build_qaconv_losses(qaconv_losses)
-        if self.occlusion_supervision is not None:
-            self.occlusion_loss = _build(occlusion_loss, 'occlusion_loss')
         self._warned: Set[str] = set()
         if getattr(self.data_preprocessor, 'channels_last', False):
             # Inputs arrive channels-last; 4-D weights in the same layout spare every
             # convolution a per-call conversion (in-place init and loading keep the layout).
             self.to(memory_format=torch.channels_last)
 
+    @property
+    def loss_weights(self) -> Dict[str, float]:
+        """Weight of each logged loss term, read from the heads' loss configs."""
+        weights = {'loss_adaface': _weight_of(self.adaface_head.loss_module)}
+        if self.qaconv_head is not None:
+            weights.update({f'loss_qaconv_{name}': _weight_of(loss)
+                            for name, loss in self.qaconv_head.losses.items()})
+        if self.occlusion_supervision is not None:
+            weights['loss_occlusion'] = _weight_of(self.occlusion_head.loss_module)
+        return weights
+
     # ------------------------------------------------------------------ configuration checks
 
-    @staticmethod
-    def _check_loss_weights(loss_weights: Mapping[str, float]) -> Dict[str, float]:
-        unknown = set(loss_weights) - set(DEFAULT_LOSS_WEIGHTS)
-        if unknown:
-            raise ValueError(f'OAML: unknown loss_weights keys {sorted(unknown)}; expected '
-                             f'{sorted(DEFAULT_LOSS_WEIGHTS)}')
-        weights = {**DEFAULT_LOSS_WEIGHTS, **loss_weights}
-        for key, value in weights.items():
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f'OAML: loss_weights.{key} must be a number >= 0, got {value!r}')
-        return {key: float(value) for key, value in weights.items()}
-
-    def _check_feature_level(self, feature_level: int) -> int:
-        """Check the level against the backbone's declared outputs and the head sizes."""
-        if not isinstance(feature_level, int):
-            raise TypeError(f'OAML: feature_level must be an int, got {feature_level!r}')
+    def _check_declared_wiring(self) -> bool:
+        """Check the heads against the level's declared map; False when nothing is declared."""
         out_indices = getattr(self.backbone, 'out_indices', None)
         if out_indices is None:
-            return feature_level
+            return False
         num_maps = len(out_indices)
-        if not -num_maps <= feature_level < num_maps:
-            raise ValueError(f'OAML: feature_level={feature_level} is not an index into the '
-                             f'{num_maps} backbone output(s) of backbone.out_indices='
+        if not -num_maps <= self.feature_level < num_maps:
+            raise ValueError(f'OAML: feature_level={self.feature_level} is not an index into '
+                             f'the {num_maps} backbone output(s) of backbone.out_indices='
                              f'{tuple(out_indices)}')
-        out_channels = getattr(self.backbone, 'out_channels', None)
-        if out_channels is not None:
-            self._check_level_channels(out_channels[feature_level], feature_level)
-        return feature_level
+        channels = getattr(self.backbone, 'out_channels', None)
+        sizes = getattr(self.backbone, 'out_sizes', None)
+        if channels is None:
+            return False
+        grid = None if sizes is None else tuple(sizes[self.feature_level])
+        self._check_wiring(channels[self.feature_level], grid)
+        return grid is not None
 
-    def _check_level_channels(self, channels: int, feature_level: int) -> None:
-        expectations = (('qaconv_head', 'num_features'), ('occlusion_head', 'in_channels'))
-        for head_name, key in expectations:
+    def _check_wiring(self, channels: int, grid: Optional[Sequence[int]]) -> None:
+        """The QAConv and occlusion heads must read a ``channels x grid`` map."""
+        level = f'feature_level={self.feature_level} selects a backbone map'
+        for head_name, key in (('qaconv_head', 'num_features'),
+                               ('occlusion_head', 'in_channels')):
             expected = getattr(getattr(self, head_name), key, None)
             if expected is not None and expected != channels:
                 raise ValueError(
-                    f'OAML: feature_level={feature_level} selects a backbone map with {channels} '
-                    f'channels, but {head_name}.{key}={expected}; set {head_name}.{key}='
-                    f'{channels} or change feature_level / backbone.out_indices')
+                    f'OAML: {level} with {channels} channels, but {head_name}.{key}={expected}; '
+                    f'set {head_name}.{key}={channels} or change feature_level / '
+                    'backbone.out_indices')
+        head = self.qaconv_head
+        if grid is None or head is None or getattr(head, 'height', None) is None:
+            return
+        if (head.height, head.width) != tuple(grid):
+            raise ValueError(
+                f'OAML: {level} of {channels} x {grid[0]} x {grid[1]} (C, h, w), but qaconv_head '
+                f'has num_features={head.num_features}, height={head.height}, '
+                f'width={head.width}; set qaconv_head.num_features/height/width to match, or '
+                'change feature_level / backbone.out_indices / backbone.input_size')
 
     def _check_supervision(self, mode: Optional[str]) -> Optional[str]:
         if mode not in SUPERVISION_MODES:
@@ -244,56 +253,27 @@ class OAML(BaseModel):
         if weighting is True and reason is not None:
             raise ValueError(f'OAML: visibility_weighting=True is impossible: {reason}')
         active = weighting is not False and reason is None
+        # The usual outcome is logged at debug level; `visibility_weighting` states it too.
         if active:
             print_log('OAML: QAConv matches are weighted by the occlusion head '
-                      f'(supervision: {self.occlusion_supervision})', logger='current')
+                      f'(supervision: {self.occlusion_supervision})', logger='current',
+                      level=logging.DEBUG)
         else:
             print_log(f'OAML: QAConv visibility weighting is off ({reason or "disabled"})',
-                      logger='current')
+                      logger='current', level=logging.DEBUG)
         return active
-
-    @staticmethod
-    def _build_qaconv_losses(losses: Mapping[str, ModuleCfg]) -> nn.ModuleDict:
-        if not isinstance(losses, Mapping) or not losses:
-            raise TypeError('OAML: qaconv_losses must be a non-empty dict {name: loss cfg}, got '
-                            f'{losses!r}')
-        for name in losses:
-            if not str(name).isidentifier():
-                raise ValueError(f'OAML: qaconv_losses keys name the logged terms '
-                                 f'loss_qaconv_<name> and must be identifiers, got {name!r}')
-        return nn.ModuleDict(
-            {name: _build(cfg, f'qaconv_losses.{name}')
-             for name, cfg in losses.items()})
 
     # ------------------------------------------------------------------ features
 
     def _feature_map(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Pick the configured level from the backbone outputs and check it fits the heads."""
-        if not isinstance(maps, (tuple, list)):
-            raise TypeError('OAML: the backbone must return a tuple of feature maps, got '
-                            f'{type(maps).__name__}')
-        if not -len(maps) <= self.feature_level < len(maps):
-            raise ValueError(f'OAML: feature_level={self.feature_level} is out of range for the '
-                             f'{len(maps)} map(s) the backbone returns (backbone.out_indices)')
+        """Pick the configured level; the first call checks it when the build could not."""
         feature_map = maps[self.feature_level]
-        shape = tuple(feature_map.shape[1:])
-        if self.qaconv_head is not None:
-            head = self.qaconv_head
-            expected = (getattr(head, 'num_features', None), getattr(head, 'height', None),
-                        getattr(head, 'width', None))
-            if None not in expected and shape != expected:
-                raise ValueError(
-                    f'OAML: feature_level={self.feature_level} selects a map of shape '
-                    f'{list(shape)} (C, h, w), but qaconv_head has num_features={expected[0]}, '
-                    f'height={expected[1]}, width={expected[2]}; set qaconv_head.num_features/'
-                    'height/width (and occlusion_head.in_channels) to match, or change '
-                    'feature_level / backbone.out_indices')
-        if self.occlusion_head is not None:
-            expected_c = getattr(self.occlusion_head, 'in_channels', None)
-            if expected_c is not None and shape[0] != expected_c:
-                raise ValueError(
-                    f'OAML: feature_level={self.feature_level} selects a map with {shape[0]} '
-                    f'channels, but occlusion_head.in_channels={expected_c}')
+        if not self._wiring_checked:
+            if not isinstance(maps, (tuple, list)):
+                raise TypeError('OAML: the backbone must return a tuple of feature maps, got '
+                                f'{type(maps).__name__}')
+            self._check_wiring(feature_map.shape[1], tuple(feature_map.shape[2:]))
+            self._wiring_checked = True
         return feature_map
 
     def extract_feat(self, inputs: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
@@ -364,14 +344,12 @@ class OAML(BaseModel):
             (batch-hard accuracy), ``occ_mse`` (occlusion MSE), ``visible_fraction`` (mean
             predicted visibility of the main batch).
         """
-        labels = self._labels(data_samples, inputs.shape[0])
         maps = self.backbone(inputs)
         feature_map = self._feature_map(maps)
         embedding, norm = self.neck(maps)
-        weights = self.loss_weights
 
-        logits = self.adaface_head(embedding, norm, labels)
-        losses = dict(loss_adaface=weights['adaface'] * F.cross_entropy(logits, labels))
+        adaface = self.adaface_head.loss((embedding, norm), data_samples)
+        losses = dict(loss_adaface=adaface.pop('loss'), **adaface)
         losses['feat_norm'] = norm.detach().float().mean()
 
         sources = self._supervision_sources(occ_inputs is not None)
@@ -382,13 +360,11 @@ class OAML(BaseModel):
 
         if self.qaconv_head is not None:
             match_vis = visibility.detach() if self.visibility_weighting else None
-            losses.update(self._qaconv_losses(feature_map, match_vis, labels))
+            losses.update(self.qaconv_head.loss(feature_map, data_samples, match_vis))
 
         if sources:
-            occ = self._occlusion_loss(sources, visibility, data_samples, occ_inputs,
-                                       occ_data_samples)
-            losses['loss_occlusion'] = weights['occlusion'] * occ
-            losses['occ_mse'] = occ.detach()
+            losses.update(self._occlusion_losses(sources, visibility, data_samples, occ_inputs,
+                                                 occ_data_samples))
         return losses
 
     def predict(self,
@@ -396,7 +372,8 @@ class OAML(BaseModel):
                 data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
         """Per-image embedding (flip-fused), normalised matching map and visibility.
 
-        The embedding is AdaFace's flip fusion (reference-facts 3.5, ``pre_norm_vector_add``):
+        The embedding is AdaFace's flip fusion
+        (docs/reference.md#input-preprocessing-and-flip-fusion, ``pre_norm_vector_add``):
         ``f = l2norm(e(x) * n(x) + e(flip(x)) * n(flip(x)))`` with ``e`` the unit embedding and
         ``n`` its norm, ``flip`` a horizontal flip. Both views go through the network as one
         batch (identical per-image results in eval mode).
@@ -435,32 +412,6 @@ class OAML(BaseModel):
 
     # ------------------------------------------------------------------ loss helpers
 
-    @staticmethod
-    def _labels(data_samples: Optional[List[DataSample]], batch: int) -> torch.Tensor:
-        if data_samples is None or len(data_samples) != batch:
-            raise ValueError(f'OAML.loss needs one data sample with gt_label per image ({batch}), '
-                             f'got {None if data_samples is None else len(data_samples)}')
-        for i, sample in enumerate(data_samples):
-            if 'gt_label' not in sample:
-                raise ValueError(f'OAML.loss: data_samples[{i}] has no gt_label')
-        labels = torch.cat([sample.gt_label.view(-1) for sample in data_samples])
-        if labels.shape != (batch, ):
-            raise ValueError(f'OAML.loss: each data sample needs a single gt_label, got '
-                             f'{labels.numel()} labels for {batch} images')
-        return labels.long()
-
-    @staticmethod
-    def _gt_visibility(data_samples: Optional[List[DataSample]], batch: int,
-                       name: str) -> torch.Tensor:
-        if data_samples is None or len(data_samples) != batch:
-            raise ValueError(f'OAML.loss: {name} must hold one data sample per image ({batch}) '
-                             'for occlusion supervision')
-        for i, sample in enumerate(data_samples):
-            if 'gt_visibility' not in sample:
-                raise ValueError(f'OAML.loss: {name}[{i}] has no gt_visibility, needed for '
-                                 'occlusion supervision (PackFaceInputs writes it)')
-        return torch.stack([sample.gt_visibility for sample in data_samples])
-
     def _supervision_sources(self, has_occ_batch: bool) -> Set[str]:
         """Which batches supervise the occlusion head in this iteration."""
         mode = self.occlusion_supervision
@@ -481,47 +432,35 @@ class OAML(BaseModel):
                             'iterations (configure OcclusionBatchHook or use \'auto\')')
         return sources
 
-    def _qaconv_losses(self, feature_map: torch.Tensor, visibility: Optional[torch.Tensor],
-                       labels: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Weighted QAConv terms of the batch matched against itself, plus ``qaconv_acc``."""
-        weight = self.loss_weights['qaconv']
-        if visibility is not None and not bool(torch.isfinite(visibility).all()):
-            # Non-finite visibility means non-finite features (e.g. a transient fp16
-            # overflow), which make the AdaFace loss non-finite too. QAConvHead rejects such
-            # weights with an error; report the terms as NaN instead, so that
-            # FiniteLossOptimWrapper skips this update and training goes on.
-            nan = feature_map.new_full((), float('nan'), dtype=torch.float32)
-            return {f'loss_qaconv_{name}': nan for name in self.qaconv_losses}
-        scores = self.qaconv_head(feature_map, visibility)
-        terms = {
-            f'loss_qaconv_{name}': weight * loss_fn(scores, labels)
-            for name, loss_fn in self.qaconv_losses.items()
-        }
-        for loss_fn in self.qaconv_losses.values():
-            if hasattr(loss_fn, 'accuracy'):
-                terms['qaconv_acc'] = loss_fn.accuracy(scores.detach(), labels)
-                break
-        return terms
-
-    def _occlusion_loss(self, sources: Set[str], main_visibility: Optional[torch.Tensor],
-                        data_samples: List[DataSample], occ_inputs: Optional[torch.Tensor],
-                        occ_data_samples: Optional[List[DataSample]]) -> torch.Tensor:
-        """Per-sample mean of the occlusion loss over the supervising batches."""
-        terms: List[Tuple[torch.Tensor, int]] = []
+    def _occlusion_losses(self, sources: Set[str], main_visibility: Optional[torch.Tensor],
+                          data_samples: List[DataSample], occ_inputs: Optional[torch.Tensor],
+                          occ_data_samples: Optional[List[DataSample]]) -> Dict[str, torch.Tensor]:
+        """The occlusion head's terms, averaged per sample over the supervising batches."""
+        parts = []
         if 'main' in sources:
-            gt = self._gt_visibility(data_samples, main_visibility.shape[0], 'data_samples')
-            terms.append((self.occlusion_loss(main_visibility, gt), gt.shape[0]))
+            gt = stack_gt_visibility(data_samples, main_visibility.shape[0])
+            parts.append((main_visibility, gt))
         if 'occ_batch' in sources:
+            gt = stack_gt_visibility(occ_data_samples, occ_inputs.shape[0], 'occ_data_samples')
             # The occlusion loss must reach only the occlusion head: no graph through the
             # backbone for the occlusion batch (this also saves its activations).
             with torch.no_grad():
                 occ_map = self._feature_map(self.backbone(occ_inputs))
-            gt = self._gt_visibility(occ_data_samples, occ_inputs.shape[0], 'occ_data_samples')
-            terms.append((self.occlusion_loss(self.occlusion_head(occ_map), gt), gt.shape[0]))
-        total = sum(count for _, count in terms)
-        return sum(loss * (count / total) for loss, count in terms)
+            parts.append((self.occlusion_head(occ_map), gt))
+        total = sum(vis.shape[0] for vis, _ in parts)
+        combined: Dict[str, torch.Tensor] = {}
+        for vis, gt in parts:
+            terms = self.occlusion_head.loss_by_visibility(vis, gt.to(vis.device))
+            for key, value in terms.items():
+                share = value * (vis.shape[0] / total)
+                combined[key] = combined[key] + share if key in combined else share
+        return combined
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
             print_log(message, logger='current', level=logging.WARNING)
+
+
+def _weight_of(loss: nn.Module) -> float:
+    return float(getattr(loss, 'loss_weight', 1.0))

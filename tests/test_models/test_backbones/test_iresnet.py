@@ -22,7 +22,8 @@ def _meta_model(**kwargs):
         return backbone, FaceEmbeddingNeck(in_channels=backbone.stage_channels[-1])
 
 
-# Reference figures (reference-facts 1.5): total, input layer, body, output layer at 112x112.
+# Reference figures (docs/reference.md#parameter-counts-and-macs): total, input layer, body, output
+# layer at 112x112.
 REFERENCE_COUNTS = {
     (18, False): (24_020_352, 1_920, 11_171_840),
     (34, False): (34_134_080, 1_920, 21_285_568),

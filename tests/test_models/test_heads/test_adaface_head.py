@@ -18,7 +18,7 @@ LABELS = [np.array([0, 1, 2]), np.array([2, 0, 0])]
 
 
 def _expected_step(emb, norms, labels, mu, sigma, m, h, s, t_alpha, eps):
-    """One AdaFace training step from the formulas (reference-facts 2.2), in float64."""
+    """One AdaFace training step from the formulas (docs/reference.md#adaface), in float64."""
     w = KERNEL / np.sqrt((KERNEL**2).sum(axis=0, keepdims=True))
     e = emb / np.sqrt((emb**2).sum(axis=1, keepdims=True))
     cos = np.clip(e @ w, -1 + eps, 1 - eps)

@@ -159,9 +159,22 @@ def test_qaconv_is_weighted_by_the_detached_occlusion_output():
 # --------------------------------------------------------------------------- loss values
 
 
+def _weighted_heads(adaface, qaconv, occlusion):
+    """Head configs of ``_tiny_cfg`` whose loss configs carry the given weights."""
+    cfg = _tiny_cfg()
+    return dict(
+        adaface_head=dict(cfg['adaface_head'],
+                          loss=dict(type='CrossEntropyLoss', loss_weight=adaface)),
+        qaconv_head=dict(cfg['qaconv_head'], losses=dict(
+            pair=dict(type='PairwiseMatchingLoss', loss_weight=qaconv),
+            triplet=dict(type='SoftmaxTripletLoss', margin=1.0, triplet_weight=0.5,
+                         loss_weight=qaconv))),
+        occlusion_head=dict(cfg['occlusion_head'],
+                            loss=dict(type='OcclusionLoss', loss_weight=occlusion)))
+
+
 def test_loss_terms_are_weighted_and_only_losses_are_summed():
-    weights = dict(adaface=0.3, qaconv=0.7, occlusion=0.2)
-    model = _tiny(loss_weights=weights)
+    model = _tiny(**_weighted_heads(adaface=0.3, qaconv=0.7, occlusion=0.2))
     adaface, qaconv, occ_head = (_Capture(model.adaface_head), _Capture(model.qaconv_head),
                                  _Capture(model.occlusion_head))
     losses = _loss(model, _batch())
@@ -240,7 +253,8 @@ def test_main_supervision_ignores_an_arriving_occlusion_batch():
 
 def test_absent_occlusion_batch_and_adaface_only_model():
     model = _tiny(qaconv_head=None, occlusion_head=None, occlusion_supervision=None,
-                  loss_weights=dict(adaface=1.0))
+                  adaface_head=dict(_tiny_cfg()['adaface_head'],
+                                    loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
     assert not model.visibility_weighting
     losses = _loss(model, _batch(occ=2))  # an occ batch is simply not used
     assert set(losses) == {'loss_adaface', 'feat_norm'}
@@ -372,19 +386,41 @@ def test_feature_level_mismatches_name_the_config_keys():
         _tiny(level=0, occlusion_head=dict(type='OcclusionHead', in_channels=512))
     with pytest.raises(ValueError, match=r'backbone\.out_indices'):
         _tiny(level=-1, feature_level=1)
-    # Spatial sizes are known only once a map exists: checked on the first forward.
-    model = _tiny(qaconv_head=dict(type='QAConvHead', num_features=512, height=7, width=7))
+    # IResNet declares its map sizes, so the grid is checked at build time too.
+    with pytest.raises(ValueError, match=r'qaconv_head\.num_features/height/width'):
+        _tiny(qaconv_head=dict(type='QAConvHead', num_features=512, height=7, width=7))
+
+
+class _UndeclaredBackbone(torch.nn.Module):
+    """A backbone that declares neither channels nor sizes of its maps."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 512, kernel_size=16, stride=16)
+
+    def forward(self, x):
+        return (self.conv(x), )
+
+
+def test_undeclared_maps_are_checked_once_at_the_first_forward():
+    model = _tiny(backbone=_UndeclaredBackbone(),
+                  qaconv_head=dict(type='QAConvHead', num_features=512, height=7, width=7))
     with pytest.raises(ValueError, match=r'qaconv_head\.num_features/height/width'):
         _loss(model, _batch())
+    model = _tiny(backbone=_UndeclaredBackbone())
+    sizes = _Capture(model.qaconv_head)
+    _loss(model, _batch())
+    assert model._wiring_checked and tuple(sizes.calls[0][0][0].shape[1:]) == (512, 2, 2)
 
 
 @pytest.mark.parametrize('overrides, error, message', [
     (dict(occlusion_supervision='sometimes'), ValueError, 'occlusion_supervision must be'),
     (dict(occlusion_head=None, occlusion_supervision='main'), ValueError,
      'needs an occlusion_head'),
-    (dict(loss_weights=dict(ada=1.0)), ValueError, 'unknown loss_weights'),
-    (dict(loss_weights=dict(qaconv=-1)), ValueError, 'loss_weights.qaconv'),
-    (dict(qaconv_losses=[dict(type='PairwiseMatchingLoss')]), TypeError, 'qaconv_losses'),
+    (_weighted_heads(adaface=0.1, qaconv=0.9, occlusion=0.0), ValueError,
+     'loss.loss_weight must be > 0'),
+    (dict(qaconv_head=dict(_tiny_cfg()['qaconv_head'],
+                           losses=[dict(type='PairwiseMatchingLoss')])), TypeError, 'losses'),
     (dict(visibility_weighting='yes'), ValueError, 'visibility_weighting'),
     (dict(neck=None), ValueError, 'neck is required'),
 ])
@@ -417,9 +453,10 @@ def test_defaults_and_build_from_a_foreign_scope():
     assert isinstance(model, OAML)
     assert isinstance(model.data_preprocessor, FaceDataPreprocessor)
     assert not model.data_preprocessor.to_rgb
-    assert isinstance(model.occlusion_loss, OcclusionLoss)
-    assert set(model.qaconv_losses) == {'pair', 'triplet'}
-    assert model.loss_weights == dict(adaface=0.1, qaconv=0.9, occlusion=0.1)
+    assert isinstance(model.occlusion_head.loss_module, OcclusionLoss)
+    assert set(model.qaconv_head.losses) == {'pair', 'triplet'}
+    assert model.loss_weights == dict(loss_adaface=0.1, loss_qaconv_pair=0.9,
+                                      loss_qaconv_triplet=0.9, loss_occlusion=0.1)
     assert model.occlusion_supervision == 'auto' and model.feature_level == -1
 
 
@@ -456,7 +493,7 @@ def test_other_model_configs_build_consistently(name, heads):
     model = MODELS.build(cfg.model)
     if heads is None:
         assert model.qaconv_head is None and model.occlusion_head is None
-        assert not model.visibility_weighting and model.loss_weights['adaface'] == 1.0
+        assert not model.visibility_weighting and model.loss_weights == dict(loss_adaface=1.0)
     else:
         qaconv = model.qaconv_head
         assert (qaconv.num_features, qaconv.height, qaconv.width) == heads
