@@ -30,9 +30,8 @@ from mmengine.runner import Runner
 
 from mmoaml.engine import setup_cpu_distributed
 from mmoaml.evaluation import format_results_table
-from mmoaml.evaluation.metrics.dump_face_features import DUMP_METRICS_FILE
 from mmoaml.evaluation.metrics.face_verification import SCORE_TYPES
-from mmoaml.fileio import trusted_checkpoints
+from mmoaml.fileio import DUMP_METRICS_FILE, trusted_checkpoints
 from mmoaml.registry import RUNNERS
 from mmoaml.utils import register_all_modules
 from mmoaml.visualization import draw_visibility_grid

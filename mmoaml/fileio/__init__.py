@@ -1,8 +1,10 @@
 """File formats that mmoaml reads and writes: images, RecordIO packs, verification ``.bin``
-sets, checkpoints (safe loading, AdaFace conversion)."""
+sets, checkpoints (safe loading, AdaFace conversion), per-image feature dumps."""
 from .adaface_checkpoint import convert_adaface_state_dict, describe_adaface_arch
 from .checkpoint import (TRUST_ENV_VAR, UnsafeCheckpointError, load_checkpoint_file,
                          strip_to_weights, trusted_checkpoints)
+from .feature_dump import (DUMP_FORMAT, DUMP_METRICS_FILE, FaceFeatureDump, load_face_features,
+                           save_face_features)
 from .image import CorruptImageError, decode_image, encode_image, read_image
 from .recordio import (RECORDIO_MAGIC, IRHeader, RecordIOError, RecordIOReader, RecordIOWriter,
                        load_recordio_index, pack_ir_record, unpack_ir_record, write_face_recordio)
@@ -17,5 +19,6 @@ __all__ = [
     'IRHeader', 'RecordIOError', 'RecordIOReader', 'RecordIOWriter', 'load_recordio_index',
     'pack_ir_record', 'unpack_ir_record', 'write_face_recordio', 'UnsafeVerificationBinError',
     'dump_verification_bin', 'load_verification_bin', 'load_visibility_masks', 'masks_path_for',
-    'save_visibility_masks'
+    'save_visibility_masks', 'DUMP_FORMAT', 'DUMP_METRICS_FILE', 'FaceFeatureDump',
+    'load_face_features', 'save_face_features'
 ]

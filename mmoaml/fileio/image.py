@@ -81,7 +81,7 @@ def encode_image(img: np.ndarray, ext: str = '.jpg', quality: int = 95) -> bytes
         ext (str): the format, as a file extension (``'.jpg'``, ``'.png'``, ``'.bmp'``).
             Defaults to ``'.jpg'``.
         quality (int): JPEG quality (ignored by other formats). Defaults to 95, the quality
-            of AdaFace's ``convert.py --make_image_files`` (reference-facts.md, section 3.3).
+            of AdaFace's ``convert.py --make_image_files`` (docs/reference.md#image-folders).
 
     Returns:
         bytes: the encoded image.

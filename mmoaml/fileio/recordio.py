@@ -332,7 +332,7 @@ def write_face_recordio(rec_path: str, idx_path: str,
                         samples: Sequence[Tuple[bytes, Union[float, Sequence[float]]]]) -> None:
     """Write faces as an InsightFace-style RecordIO pair.
 
-    Layout (reference-facts.md, section 3.3): record 0 is a header record whose label is the
+    Layout (docs/reference.md#recordio-layout): record 0 is a header record whose label is the
     array ``(N + 1, N + 1)`` (``flag`` 2): images are keys ``1..N``, and the second value, which
     InsightFace uses for the end of its optional per-identity range records, says there are
     none. Image record ``k`` carries ``IRHeader(flag, label, id=k, id2=0)`` and the encoded image.

@@ -1,6 +1,6 @@
 """InsightFace verification .bin files (LFW, CFP-FP, AgeDB-30, ...), loaded without running code.
 
-Format (reference-facts.md, sections 3.4 and "How masked / occluded benchmarks are built"): a
+Format (docs/reference.md#verification-bin-layout): a
 pickle of ``(images, issame)``: ``images`` a list of ``2N`` encoded JPEG/PNG byte strings,
 ``issame`` a list of ``N`` booleans; pair ``k`` is images ``2k`` and ``2k + 1``. The published
 files were pickled by Python 2 (protocol 2), where the byte strings are ``str`` objects; they

@@ -20,9 +20,9 @@ import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
-from mmoaml.evaluation import format_results_table, load_face_features, score_face_features
-from mmoaml.evaluation.metrics.dump_face_features import DUMP_METRICS_FILE
+from mmoaml.evaluation import format_results_table, score_face_features
 from mmoaml.evaluation.metrics.face_verification import SCORE_TYPES
+from mmoaml.fileio import DUMP_METRICS_FILE, load_face_features
 from mmoaml.utils import register_all_modules
 
 

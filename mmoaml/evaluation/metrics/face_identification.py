@@ -1,18 +1,16 @@
 """1:N face identification metric: AdaFace cosine search, QAConv re-ranking of its shortlist."""
 import math
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn as nn
-from mmengine.dist import broadcast_object_list, collect_results, is_main_process
-from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from mmoaml.registry import METRICS
+from mmoaml.structures import EMBEDDING, FEATURE_MAP, GT_LABEL, VISIBILITY
 from ..functional import (SearchOutcome, cmc_rates, concatenate_outcomes, search_outcome,
-                          shortlist_recall, tpir_at_fpir)
+                          shortlist_recall, standardise, tpir_at_fpir)
+from .base_face_metric import BaseFaceMetric, all_or_none, eval_mode, stack_field, unique_by_index
 
 SCORE_TYPES = ('adaface', 'qaconv', 'combined')
 ROLES = ('gallery', 'probe')
@@ -24,17 +22,18 @@ _COSINE_BLOCK_SCORES = 2**22
 
 
 @METRICS.register_module()
-class FaceIdentificationMetric(BaseMetric):
+class FaceIdentificationMetric(BaseFaceMetric):
     """Closed-set rank-k and open-set TPIR@FPIR of a probe set searched in a gallery.
 
     **Data.** One data set holds both sides. Each image's data sample carries the metainfo
-    ``role`` (``'gallery'`` or ``'probe'``; the key is ``role_key``) and ``gt_label`` (identity;
-    gallery and probes share one label space). A data set marks the role by putting ``role``
-    in each data info; ``PackFaceInputs`` copies it when listed in its ``meta_keys``
-    (``meta_keys=(*PackFaceInputs.DEFAULT_META_KEYS, 'role')``). From the model's ``predict``
-    it reads ``embedding`` (``[D]``, unit), ``feature_map`` (``[C, h, w]``, stored in float16
-    at once; only for QAConv score types) and ``visibility`` (``[1, h, w]``, optional: QAConv
-    is visibility-weighted when every image has one).
+    ``sample_idx`` (its dataset index), ``role`` (``'gallery'`` or ``'probe'``; the key is
+    ``role_key``) and ``gt_label`` (identity; gallery and probes share one label space). A
+    data set marks the role by putting ``role`` in each data info; ``PackFaceInputs`` copies it
+    when listed in its ``meta_keys`` (``meta_keys=(*PackFaceInputs.DEFAULT_META_KEYS,
+    'role')``). From the model's ``predict`` it reads ``embedding`` (``[D]``, unit),
+    ``feature_map`` (``[C, h, w]``, stored in float16 at once; only for QAConv score types) and
+    ``visibility`` (``[1, h, w]``, optional: QAConv is visibility-weighted when every image has
+    one).
 
     **Protocol** (:mod:`mmoaml.evaluation.functional.identification`): a probe is mated when
     its identity has a gallery image; an identity's score is the maximum over its images;
@@ -56,8 +55,8 @@ class FaceIdentificationMetric(BaseMetric):
       (evenly spaced; all when None) the whole gallery is scored with ``QAConvHead.match`` and
       the recall is the fraction whose full-QAConv top-1 image lies in their shortlist.
     - ``'combined'``: ``w_a * z(cosine) + w_q * z(qaconv)`` on the same shortlist, ``z``
-      standardising each score over all ``P * k`` shortlisted pairs (label free, like
-      ``FaceVerificationMetric``'s fusion).
+      (:func:`~mmoaml.evaluation.functional.standardise`) standardising each score over all
+      ``P * k`` shortlisted pairs (label free, like ``FaceVerificationMetric``'s fusion).
 
     Keys: ``<set>/<score type>/rank-<k>``, ``<set>/<score type>/tpir@fpir=<f>``, and
     ``num_gallery``, ``num_identities``, ``num_probes``, ``num_mated``, ``num_non_mated``,
@@ -72,9 +71,9 @@ class FaceIdentificationMetric(BaseMetric):
     128 MB of gallery maps for the recall), so evaluation adds bounded workspace, not a second
     copy of the maps (``tools/benchmarks/eval_scaling.py`` measures it).
 
-    Gathering: MMEngine's ``collect_results`` (all entries reach rank 0 in one round, the
-    sampler's padding dropped by ``size``); rank 0 computes and broadcasts the result, or its
-    error, so no rank is left waiting.
+    Gathering (:class:`BaseFaceMetric`): the entries reach rank 0 in rounds of ``gather_chunk``
+    entries per rank, the sampler's padding dropped by ``sample_idx``; rank 0 computes and
+    broadcasts the result, or its error, so no rank is left waiting.
 
     Args:
         topk (Sequence[int]): ranks of the CMC. Defaults to ``(1, 5)``; none may exceed
@@ -93,13 +92,18 @@ class FaceIdentificationMetric(BaseMetric):
         qaconv_chunk (int): pairs per ``match_pairs`` call. Defaults to 512 (about 100 MB of
             float32 maps at 512x7x7).
         role_key (str): metainfo key of the role. Defaults to ``'role'``.
-        collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
+        collect_device (str): ``'cpu'``: gather over a gloo group; ``'gpu'``: over the
+            default process group. Defaults to ``'cpu'``.
         prefix (str, optional): set name of the keys. Defaults to None.
+        gather_chunk (int): entries each rank sends per gathering round. Defaults to 512
+            (about 26 MB of float16 512x7x7 maps).
 
     Examples:
         >>> test_evaluator = dict(type='FaceIdentificationMetric', shortlist_k=20,
         ...                       fpir=(0.01, 0.1))
     """
+
+    matcher_methods = ('match', 'match_pairs')
 
     def __init__(self,
                  topk: Sequence[int] = (1, 5),
@@ -112,171 +116,75 @@ class FaceIdentificationMetric(BaseMetric):
                  qaconv_chunk: int = 512,
                  role_key: str = 'role',
                  collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
-        if collect_device not in ('cpu', 'gpu'):
-            raise ValueError(f"collect_device must be 'cpu' or 'gpu', got {collect_device!r}")
-        super().__init__(collect_device=collect_device, prefix=prefix)
-        score_types = tuple(score_types)
-        if not score_types or set(score_types) - set(SCORE_TYPES) or len(
-                set(score_types)) != len(score_types):
-            raise ValueError(f'score_types must be distinct names from {SCORE_TYPES}, got '
-                             f'{score_types}')
-        for name, value in (('shortlist_k', shortlist_k), ('chunk_size', chunk_size),
-                            ('qaconv_chunk', qaconv_chunk)):
-            if name == 'chunk_size' and value is None:
-                continue
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f'{name} must be a positive integer, got {value!r}')
-        if recall_probes is not None and (not isinstance(recall_probes, int) or
-                                          recall_probes < 0):
-            raise ValueError(f'recall_probes must be None or an integer >= 0, got '
-                             f'{recall_probes!r}')
+                 prefix: Optional[str] = None,
+                 gather_chunk: int = 512) -> None:
+        super().__init__(gather_chunk=gather_chunk, collect_device=collect_device, prefix=prefix)
+        self.score_types = self._check_score_types(score_types, SCORE_TYPES)
+        self.shortlist_k = self._check_int('shortlist_k', shortlist_k)
+        if chunk_size is not None:
+            self._check_int('chunk_size', chunk_size)
+        self.qaconv_chunk = self._check_int('qaconv_chunk', qaconv_chunk)
+        if recall_probes is not None:
+            self._check_int('recall_probes', recall_probes, minimum=0)
         ranks = tuple(topk)
         if not ranks or not all(isinstance(r, int) and 1 <= r <= shortlist_k for r in ranks):
             raise ValueError(f'topk must hold ranks in [1, shortlist_k={shortlist_k}] (QAConv '
                              f'only ranks the shortlist), got {topk}')
-        fpirs = tuple(float(f) for f in fpir)
-        if not all(0 < f <= 1 for f in fpirs):
-            raise ValueError(f'fpir must hold targets in (0, 1], got {fpir}')
-        weights = tuple(float(w) for w in combine_weights)
-        if len(weights) != 2 or min(weights) < 0 or sum(weights) == 0:
-            raise ValueError('combine_weights must be two non-negative numbers, not both 0, '
-                             f'got {combine_weights}')
         self.topk = ranks
-        self.fpir = fpirs
-        self.score_types = score_types
-        self.shortlist_k = shortlist_k
+        self.fpir = self._check_rates('fpir', fpir, allow_empty=True)
+        self.combine_weights = self._check_combine_weights(combine_weights)
         self.recall_probes = recall_probes
-        self.combine_weights = weights
         self.chunk_size = chunk_size
-        self.qaconv_chunk = qaconv_chunk
         self.role_key = role_key
-        self._needs_qaconv = bool({'qaconv', 'combined'} & set(score_types))
-        self._matcher: Optional[nn.Module] = None
-
-    @property
-    def set_name(self) -> Optional[str]:
-        """The set level of the result keys: ``prefix``, else ``dataset_meta['name']``."""
-        return self.prefix or (self.dataset_meta or {}).get('name')
-
-    def bind_matcher(self, matcher: nn.Module) -> None:
-        """Use ``matcher`` (a ``QAConvHead``, providing ``match`` and ``match_pairs``) for the
-        QAConv score types."""
-        if not all(callable(getattr(matcher, m, None)) for m in ('match', 'match_pairs')):
-            raise TypeError('FaceIdentificationMetric.bind_matcher: the matcher must provide '
-                            f'match(...) and match_pairs(...), got {type(matcher).__name__}')
-        self._matcher = matcher
-
-    # ------------------------------------------------------------------ per-image entries
-
-    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
-        """Store one CPU entry per image (float32 embedding, float16 map, grid visibility)."""
-        for sample in data_samples:
-            self.results.append(self._entry(sample))
+        self._needs_qaconv = bool({'qaconv', 'combined'} & set(self.score_types))
 
     def _entry(self, sample: dict) -> dict:
-        index = sample.get('sample_idx', len(self.results))
+        """Role, identity, embedding and (for QAConv) the map and its visibility."""
+        index = self._sample_index(sample)
         role = sample.get(self.role_key)
         if role not in ROLES:
-            raise KeyError(f"FaceIdentificationMetric: sample {index} needs the metainfo "
+            raise KeyError(f'{type(self).__name__}: sample {index} needs the metainfo '
                            f"'{self.role_key}' set to 'gallery' or 'probe', got {role!r} (add "
                            f"'{self.role_key}' to the data infos and to PackFaceInputs' "
                            'meta_keys)')
-        label = sample.get('gt_label')
+        label = sample.get(GT_LABEL)
         if label is None or torch.as_tensor(label).numel() != 1:
-            raise KeyError(f'FaceIdentificationMetric: sample {index} needs a single gt_label '
+            raise KeyError(f'{type(self).__name__}: sample {index} needs a single {GT_LABEL} '
                            f'(identity), got {label!r}')
-        embedding = self._field(sample, 'embedding', index)
-        if embedding.dim() != 1:
-            raise ValueError(f'FaceIdentificationMetric: embedding of sample {index} must be '
-                             f'[D], got {list(embedding.shape)}')
         entry = dict(
-            sample_idx=int(index),
-            gallery=role == 'gallery',
-            label=int(torch.as_tensor(label).item()),
-            embedding=embedding.detach().to('cpu', torch.float32))
+            sample_idx=index, gallery=role == 'gallery', label=int(torch.as_tensor(label).item()))
+        entry[EMBEDDING] = self._read_embedding(sample, index)
         if self._needs_qaconv:
-            feature_map = self._field(sample, 'feature_map', index)
-            if feature_map.dim() != 3:
-                raise ValueError(f'FaceIdentificationMetric: feature_map of sample {index} must '
-                                 f'be [C, h, w], got {list(feature_map.shape)}')
-            entry['feature_map'] = feature_map.detach().to('cpu', torch.float16)
-            vis = sample.get('visibility')
+            feature_map = self._read_feature_map(sample, index)
+            entry[FEATURE_MAP] = feature_map
+            vis = self._read_visibility(sample, index, tuple(feature_map.shape[1:]))
             if vis is not None:
-                grid = tuple(feature_map.shape[1:])
-                if vis.numel() != math.prod(grid):
-                    raise ValueError(f'FaceIdentificationMetric: visibility of sample {index} '
-                                     f'must be [1, {grid[0]}, {grid[1]}] (the map grid), got '
-                                     f'{list(vis.shape)}')
-                entry['visibility'] = vis.detach().to('cpu', torch.float32).reshape(1, *grid)
+                entry[VISIBILITY] = vis
         return entry
-
-    @staticmethod
-    def _field(sample: dict, key: str, index: int) -> torch.Tensor:
-        value = sample.get(key)
-        if not isinstance(value, torch.Tensor):
-            raise KeyError(f"FaceIdentificationMetric: sample {index} has no tensor '{key}' (the "
-                           'model predict() output); the requested score types need it')
-        return value
-
-    # ------------------------------------------------------------------ evaluation
-
-    def evaluate(self, size: int) -> dict:
-        """Collect the entries on rank 0, compute there, broadcast the metrics (or the error).
-
-        Args:
-            size (int): Number of images of the data set (drops the sampler's padding).
-
-        Returns:
-            dict: ``<set>/<key>`` -> Python number, on every rank.
-        """
-        entries = collect_results(self.results, size, self.collect_device)
-        self.results.clear()
-        payload: List[Optional[Tuple[str, Any]]] = [None]
-        failure = None
-        if is_main_process():
-            try:
-                metrics = self.compute_metrics(entries)
-                name = self.set_name
-                payload = [('ok', {f'{name}/{k}' if name else k: v
-                                   for k, v in metrics.items()})]
-            except Exception as error:  # every rank must leave the broadcast below
-                failure = error
-                payload = [('error', f'{type(error).__name__}: {error}')]
-        del entries
-        broadcast_object_list(payload)
-        status, value = payload[0]
-        if failure is not None:
-            raise failure
-        if status == 'error':
-            raise RuntimeError(f'FaceIdentificationMetric failed on rank 0: {value}')
-        return value
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Search every probe in the gallery and evaluate each score type.
 
         Args:
-            results (list[dict]): entries made by :meth:`process`, in any order.
+            results (list[dict]): entries made by :meth:`process`, in any order, duplicates
+                allowed.
 
         Returns:
             dict: ``<score type>/<name>`` and the set's counts -> Python numbers.
         """
-        entries = sorted(results, key=lambda e: e['sample_idx'])
-        has_vis = sum('visibility' in e for e in entries)
-        if 0 < has_vis < len(entries):
-            raise ValueError(f"FaceIdentificationMetric: 'visibility' is given for {has_vis} of "
-                             f'{len(entries)} images; provide it for all or none')
+        entries = unique_by_index(results)
+        use_vis = all_or_none(entries, VISIBILITY, type(self).__name__)
         gallery = [e for e in entries if e['gallery']]
         probes = [e for e in entries if not e['gallery']]
         if not gallery or not probes:
-            raise ValueError(f'FaceIdentificationMetric: needs gallery and probe images, got '
+            raise ValueError(f'{type(self).__name__}: needs gallery and probe images, got '
                              f'{len(gallery)} gallery and {len(probes)} probe images')
         gallery_labels = np.array([e['label'] for e in gallery], dtype=np.int64)
         probe_labels = np.array([e['label'] for e in probes], dtype=np.int64)
         k = min(self.shortlist_k, len(gallery))
         outcomes, candidates, cosines = self._cosine_search(
-            torch.stack([e['embedding'] for e in probes]),
-            torch.stack([e['embedding'] for e in gallery]), gallery_labels, probe_labels, k)
+            torch.stack([e[EMBEDDING] for e in probes]),
+            torch.stack([e[EMBEDDING] for e in gallery]), gallery_labels, probe_labels, k)
         metrics: Dict[str, float] = dict(
             num_gallery=len(gallery),
             num_identities=int(np.unique(gallery_labels).size),
@@ -286,12 +194,12 @@ class FaceIdentificationMetric(BaseMetric):
             shortlist_k=k)
         by_type = {'adaface': outcomes}
         if self._needs_qaconv:
-            sides = gallery, probes, bool(has_vis)
+            sides = gallery, probes, use_vis
             qaconv = self._rerank(*sides, candidates)
             by_type['qaconv'] = search_outcome(qaconv, gallery_labels, probe_labels, candidates)
             if 'combined' in self.score_types:
                 w_ada, w_qa = self.combine_weights
-                fused = w_ada * _standardise(cosines) + w_qa * _standardise(qaconv)
+                fused = w_ada * standardise(cosines) + w_qa * standardise(qaconv)
                 by_type['combined'] = search_outcome(fused, gallery_labels, probe_labels,
                                                      candidates)
             if self.recall_probes != 0:
@@ -301,7 +209,7 @@ class FaceIdentificationMetric(BaseMetric):
                 metrics['qaconv/recall_probes'] = int(chosen.size)
         open_set = bool(self.fpir) and metrics['num_non_mated'] > 0
         if self.fpir and not open_set:
-            print_log('FaceIdentificationMetric: no non-mated probe (closed set); TPIR@FPIR is '
+            print_log(f'{type(self).__name__}: no non-mated probe (closed set); TPIR@FPIR is '
                       'not reported', logger='current')
         for score_type in self.score_types:
             outcome = by_type[score_type]
@@ -328,75 +236,48 @@ class FaceIdentificationMetric(BaseMetric):
         return (concatenate_outcomes(outcomes), np.concatenate(candidates),
                 np.concatenate(cosines))
 
-    def _bound_matcher(self) -> Tuple[nn.Module, torch.device]:
-        if self._matcher is None:
-            raise RuntimeError(
-                f'FaceIdentificationMetric: score types {self.score_types} need the QAConv '
-                'matcher; call bind_matcher(model.qaconv_head) (MultiValLoop/MultiTestLoop do '
-                'this for models with a qaconv_head)')
-        return self._matcher, next(self._matcher.parameters(), torch.empty(0)).device
-
     def _rerank(self, gallery: List[dict], probes: List[dict], use_vis: bool,
                 candidates: np.ndarray) -> np.ndarray:
         """``[P, k]`` QAConv scores of each probe against its shortlisted gallery images."""
-        matcher, device = self._bound_matcher()
+        matcher, device = self._bound_matcher(self.score_types)
         num_probes, k = candidates.shape
         probes_per_call = max(1, self.qaconv_chunk // k)
         scores = []
-        with _eval_mode(matcher), torch.no_grad():
+        with eval_mode(matcher), torch.no_grad():
             for start in range(0, num_probes, probes_per_call):
                 stop = min(start + probes_per_call, num_probes)
                 rows = np.repeat(np.arange(start, stop), k)
                 columns = candidates[start:stop].reshape(-1)
                 scores.append(
                     matcher.match_pairs(
-                        _gather(probes, rows, 'feature_map', device),
-                        _gather(gallery, columns, 'feature_map', device),
-                        _gather(probes, rows, 'visibility', device) if use_vis else None,
-                        _gather(gallery, columns, 'visibility', device) if use_vis else None,
+                        stack_field(probes, FEATURE_MAP, device, rows),
+                        stack_field(gallery, FEATURE_MAP, device, columns),
+                        stack_field(probes, VISIBILITY, device, rows) if use_vis else None,
+                        stack_field(gallery, VISIBILITY, device, columns) if use_vis else None,
                     ).float().cpu())
         return torch.cat(scores).double().numpy().reshape(num_probes, k)
 
     def _full_qaconv_top1(self, gallery: List[dict], probes: List[dict], use_vis: bool,
                           chosen: np.ndarray) -> np.ndarray:
         """Index of the best gallery image by QAConv over the whole gallery, per chosen probe."""
-        matcher, device = self._bound_matcher()
-        probe = _gather(probes, chosen, 'feature_map', device)
-        probe_vis = _gather(probes, chosen, 'visibility', device) if use_vis else None
+        matcher, device = self._bound_matcher(self.score_types)
+        probe = stack_field(probes, FEATURE_MAP, device, chosen)
+        probe_vis = stack_field(probes, VISIBILITY, device, chosen) if use_vis else None
         # match() normalises its whole gallery argument in float32, so feed it in blocks.
         step = max(1, _GALLERY_BLOCK_BYTES // (4 * probe[0].numel()))
         best = torch.full((len(chosen), ), -math.inf)
         best_index = torch.zeros(len(chosen), dtype=torch.long)
-        with _eval_mode(matcher), torch.no_grad():
+        with eval_mode(matcher), torch.no_grad():
             for start in range(0, len(gallery), step):
                 block = range(start, min(start + step, len(gallery)))
                 scores = matcher.match(
-                    probe, _gather(gallery, block, 'feature_map', device), probe_vis,
-                    _gather(gallery, block, 'visibility', device) if use_vis else None).cpu()
+                    probe, stack_field(gallery, FEATURE_MAP, device, block), probe_vis,
+                    stack_field(gallery, VISIBILITY, device, block) if use_vis else None).cpu()
                 value, index = scores.max(dim=1)
                 better = value > best
                 best = torch.where(better, value, best)
                 best_index = torch.where(better, index + start, best_index)
         return best_index.numpy()
-
-
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Eval mode for a block: each QAConv score then depends on its own pair only (train-mode
-    BN would mix the pairs scored together)."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
-
-
-def _gather(entries: List[dict], indices: Sequence[int], key: str,
-            device: torch.device) -> torch.Tensor:
-    """Stack ``entries[i][key]`` for ``indices`` on ``device``: QAConv inputs are gathered per
-    block, so no stacked copy of all maps ever exists besides the stored entries."""
-    return torch.stack([entries[i][key] for i in indices]).to(device)
 
 
 def _spread(n: int, count: Optional[int]) -> np.ndarray:
@@ -405,9 +286,3 @@ def _spread(n: int, count: Optional[int]) -> np.ndarray:
         return np.arange(n)
     return np.unique(np.linspace(0, n - 1, count).round().astype(np.int64))
 
-
-def _standardise(scores: np.ndarray) -> np.ndarray:
-    """Label-free z-score over all entries (zeros for a constant score)."""
-    std = scores.std()
-    centred = scores - scores.mean()
-    return centred / std if std > 0 else centred
