@@ -7,10 +7,10 @@
 
 Steps, each skipped when its output exists:
 
-1. SynthFace (``mmoaml.datasets.synthface.write_synthface``) under ``--data-root``: a training
+1. SynthFace (``mmoaml.datagen.write_synthface``) under ``--data-root``: a training
    face folder and clean verification pairs over disjoint identities.
 2. Probe-occluded variants of the pairs with held-out occluder styles
-   (``mmoaml.datasets.occluded_benchmark``): ``clean``, ``mask_probe``, ``niqab_probe``,
+   (``mmoaml.datagen.occluded_benchmark``): ``clean``, ``mask_probe``, ``niqab_probe``,
    ``sunglasses_probe``, each with pixel masks (the ground truth of ``qaconv_gt``).
 3. Training (``tools/train.py --amp``: bf16 autocast on the CPU, channels-last convolutions) of
    ``configs/adaface_synthface.py`` (the fair baseline: same synthetic occluders),
@@ -124,7 +124,7 @@ def ensure_synthface(data_root: str, sizes: Dict[str, int], seed: int, workers: 
     """Write SynthFace unless ``data_root/meta.json`` already records the same data set."""
     from mmengine.utils import ProgressBar
 
-    from mmoaml.datasets.synthface import SYNTHFACE_VERSION, write_synthface
+    from mmoaml.datagen import SYNTHFACE_VERSION, write_synthface
     meta_path = osp.join(data_root, 'meta.json')
     wanted = dict(sizes, seed=seed, trait_jitter=DEMO_TRAIT_JITTER,
                   generator_version=SYNTHFACE_VERSION)
@@ -154,7 +154,7 @@ def ensure_synthface(data_root: str, sizes: Dict[str, int], seed: int, workers: 
 
 def ensure_protocols(data_root: str, seed: int) -> None:
     """Write the probe-occluded variants of the clean pairs (held-out occluder styles)."""
-    from mmoaml.datasets.occluded_benchmark import make_occluded_variants
+    from mmoaml.datagen import make_occluded_variants
     val_dir = osp.join(data_root, 'val')
     missing = [protocol for protocol, _ in PROTOCOLS
                if not osp.isfile(osp.join(val_dir, f'{BIN_STEM}_{protocol}_masks.npz'))]

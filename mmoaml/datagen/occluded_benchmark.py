@@ -1,6 +1,6 @@
 """Occluded protocol variants of a verification ``.bin`` (masked LFW and the like).
 
-Recipe of reference-facts.md ("How masked / occluded benchmarks are built", section 3.2): from
+Recipe of docs/reference.md#how-mmoaml-builds-a-benchmark: from
 any InsightFace verification ``.bin``, write one ``.bin`` per protocol with the **same pair
 order and labels**, where only the occluded side of each pair changes:
 
@@ -21,11 +21,11 @@ order and labels**, where only the occluded side of each pair changes:
   protocol differ only by the occluder. With a lossless codec (``'.png'``) the changed pixels
   are exactly the covered ones.
 * **Ground truth.** ``<stem>_<protocol>_masks.npz`` (format of
-  :func:`~mmoaml.datasets.verification_bin.save_visibility_masks`, which
+  :func:`~mmoaml.fileio.verification_bin.save_visibility_masks`, which
   ``VerificationBinDataset`` loads automatically) holds each image's visibility: the source
   ``<stem>_masks.npz`` if it exists, else ``face_region_prior``, times ``1 - covered`` on
   occluded images. ``<stem>_<protocol>_masks_<h>x<w>.npz`` holds the same masks area-averaged
-  to each feature grid (:func:`mmoaml.utils.area_downsample`; default 7x7) as float32
+  to each feature grid (:func:`mmoaml.structures.area_downsample`; default 7x7) as float32
   ``[2N, 1, h, w]``, for scoring the occlusion head (``visibility_mse``/``visibility_iou``).
 * **Log.** ``<stem>_<protocol>_log.jsonl``: a header line (source file and SHA-256, protocol,
   occluder config, seed, codec, quality, grids, library versions) and one line per image
@@ -54,8 +54,7 @@ from mmoaml.fileio.verification_bin import (dump_verification_bin, load_verifica
                                             load_visibility_masks, masks_path_for,
                                             save_visibility_masks)
 from mmoaml.registry import TRANSFORMS
-from mmoaml.structures import area_downsample
-from .transforms import BaseOccluder, face_region_prior
+from mmoaml.structures import area_downsample, face_region_prior
 
 __all__ = [
     'OcclusionProtocol', 'PROTOCOLS', 'VariantFiles', 'make_occluded_variants',
@@ -165,11 +164,14 @@ def _occluder_cfg(protocol: OcclusionProtocol, seed: int,
     return dict(type=protocol.occluder, prob=1.0, styles='test', seed=int(seed), **options)
 
 
-def _build_occluder(cfg: dict) -> BaseOccluder:
-    occluder = TRANSFORMS.build(dict(cfg, _scope_='mmoaml'))
-    if not isinstance(occluder, BaseOccluder):
-        raise TypeError(f'{cfg["type"]} is not an occluder (a BaseOccluder subclass)')
-    return occluder
+def _build_occluder(cfg: dict):
+    """Build a registered occluder (the mmoaml scope imports mmoaml.datasets, which registers
+    them, so this layer needs no import of it)."""
+    try:
+        return TRANSFORMS.build(dict(cfg, _scope_='mmoaml'))
+    except TypeError as error:  # only occluders take `styles` and `seed`
+        raise TypeError(f'{cfg["type"]} is not an occluder (a BaseOccluder subclass): '
+                        f'{error}') from error
 
 
 def _base_masks(src_bin: str, images: List[bytes]) -> Tuple[Optional[np.ndarray], Optional[str]]:
@@ -182,6 +184,20 @@ def _base_masks(src_bin: str, images: List[bytes]) -> Tuple[Optional[np.ndarray]
         raise ValueError(f'{path}: {len(masks)} masks for the {len(images)} images of '
                          f'{src_bin}')
     return masks, path
+
+
+def _check_protocols(protocols: Sequence[str],
+                     occluder_options: Optional[Dict[str, dict]]) -> Dict[str, dict]:
+    """Check the protocol names and that every option set belongs to a chosen occluder."""
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        raise ValueError(f'protocols must be names from {list(PROTOCOLS)}, got {list(protocols)}')
+    options = occluder_options or {}
+    used = {PROTOCOLS[p].occluder for p in protocols}
+    stray = sorted(set(options) - used)
+    if stray:
+        raise ValueError(f'occluder_options names occluders no chosen protocol uses: {stray}')
+    return options
 
 
 def make_occluded_variants(src_bin: str,
@@ -203,7 +219,7 @@ def make_occluded_variants(src_bin: str,
         seed (int): the occluders' seed. Defaults to 0.
         ext (str): codec of every written image, as an extension. Defaults to ``'.jpg'``.
         quality (int): JPEG quality. Defaults to 95 (AdaFace's conversion quality,
-            reference-facts.md section 3.3).
+            docs/reference.md#image-folders).
         grid_sizes (Sequence[tuple[int, int]]): grids of the area-averaged masks. Defaults to
             ``((7, 7),)`` (the body map of a 112x112 face).
         occluder_options (dict, optional): extra constructor arguments per occluder type
@@ -215,14 +231,7 @@ def make_occluded_variants(src_bin: str,
     Returns:
         dict[str, VariantFiles]: protocol name -> its files.
     """
-    unknown = [p for p in protocols if p not in PROTOCOLS]
-    if unknown or not protocols:
-        raise ValueError(f'protocols must be names from {list(PROTOCOLS)}, got {list(protocols)}')
-    options = occluder_options or {}
-    used = {PROTOCOLS[p].occluder for p in protocols}
-    stray = sorted(set(options) - used)
-    if stray:
-        raise ValueError(f'occluder_options names occluders no chosen protocol uses: {stray}')
+    options = _check_protocols(protocols, occluder_options)
     images, issame = load_verification_bin(src_bin)
     base_masks, masks_file = _base_masks(src_bin, images)
     source = dict(

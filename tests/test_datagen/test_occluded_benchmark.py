@@ -6,13 +6,14 @@ import os.path as osp
 import numpy as np
 import pytest
 
+from mmoaml.datagen import (PROTOCOLS, grid_masks_path_for, load_grid_masks, make_occluded_variants,
+                            regenerate_from_log)
 from mmoaml.datasets import VerificationBinDataset
-from mmoaml.datasets.occluded_benchmark import (PROTOCOLS, grid_masks_path_for, load_grid_masks,
-                                                make_occluded_variants, regenerate_from_log)
 from mmoaml.datasets.transforms import (MedicalMaskOcclusion, NiqabOcclusion, RandomOcclusion,
-                                        SunglassesOcclusion, face_region_prior)
+                                        SunglassesOcclusion)
 from mmoaml.fileio import (decode_image, dump_verification_bin, encode_image, load_verification_bin,
                            load_visibility_masks, masks_path_for, save_visibility_masks)
+from mmoaml.structures import face_region_prior
 
 ISSAME = [True, False, True, False]
 OCCLUDERS = {

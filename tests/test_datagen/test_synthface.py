@@ -1,4 +1,4 @@
-"""Tests of the SynthFace generator, its in-memory dataset and its writer."""
+"""Tests of the SynthFace generator and its writer."""
 import json
 import os
 import os.path as osp
@@ -6,15 +6,13 @@ import os.path as osp
 import numpy as np
 import pytest
 
+from mmoaml.datagen import (APPEARANCE_TRAITS, SYNTHFACE_VERSION, TEST_ID_OFFSET, TRAIT_DIM,
+                            TRAIT_NAMES, Nuisance, SynthFaceGenerator, nuisance_rng, occluded_rng,
+                            write_synthface)
 from mmoaml.datasets import FaceFolderDataset, OccludedFaceDataset, VerificationBinDataset
-from mmoaml.datasets.synthface import (APPEARANCE_TRAITS, SYNTHFACE_VERSION, TEST_ID_OFFSET,
-                                       TRAIT_DIM, TRAIT_NAMES, Nuisance, SynthFaceDataset,
-                                       SynthFaceGenerator, nuisance_rng, occluded_rng,
-                                       write_synthface)
-from mmoaml.datasets.transforms.face_template import ARCFACE_TEMPLATE_112
 from mmoaml.fileio import load_verification_bin
 from mmoaml.fileio.image import decode_image
-from mmoaml.registry import DATASETS
+from mmoaml.structures.face_template import ARCFACE_TEMPLATE_112
 from mmoaml.utils import register_all_modules
 
 TINY = dict(num_train_ids=3, images_per_id=2, num_test_ids=3, test_images_per_id=3,
@@ -165,39 +163,6 @@ def test_render_rejects_bad_traits(gen):
         gen.render(np.zeros(5))
     with pytest.raises(ValueError, match='image_size'):
         SynthFaceGenerator(image_size=8)
-
-
-def test_dataset_renders_lazily_with_known_labels(monkeypatch):
-    register_all_modules()
-    ds = DATASETS.build(dict(type='SynthFaceDataset', num_identities=3, images_per_identity=2,
-                             seed=0))
-    assert isinstance(ds, SynthFaceDataset) and len(ds) == 6
-    calls = []
-    monkeypatch.setattr(SynthFaceGenerator, 'render_face',
-                        lambda *a, **k: calls.append(1) or pytest.fail('rendered'))
-    np.testing.assert_array_equal(ds.get_gt_labels(), [0, 0, 1, 1, 2, 2])
-    assert ds.get_cat_ids(3) == [1]
-    assert ds.metainfo['classes'] == ('0', '1', '2')
-    monkeypatch.undo()
-    item = ds[3]
-    assert item['img_path'] == 'synthface#3' and item['sample_idx'] == 3
-    assert item['gt_label'] == 1 and 'visibility_mask' not in item
-    expected = SynthFaceGenerator(seed=0).render_identity(1, 1).img
-    np.testing.assert_array_equal(item['img'], expected)
-
-
-def test_dataset_test_split_and_face_mask():
-    ds = SynthFaceDataset(num_identities=2, images_per_identity=2, seed=0, split='test',
-                          with_face_mask=True)
-    item = ds[2]
-    assert item['identity_id'] == TEST_ID_OFFSET + 1 and item['gt_label'] == 1
-    face = SynthFaceGenerator(seed=0).render_identity(TEST_ID_OFFSET + 1, 0)
-    np.testing.assert_array_equal(item['img'], face.img)
-    np.testing.assert_array_equal(item['visibility_mask'], face.face_mask)
-    with pytest.raises(ValueError, match='split'):
-        SynthFaceDataset(split='val')
-    with pytest.raises(ValueError, match='num_identities'):
-        SynthFaceDataset(num_identities=0)
 
 
 def test_writer_layout_and_meta(written):

@@ -54,7 +54,7 @@ def _demo_module():
 
 
 def test_demo_reuses_synthface_only_when_generator_and_jitter_match(tmp_path):
-    from mmoaml.datasets.synthface import SYNTHFACE_VERSION
+    from mmoaml.datagen import SYNTHFACE_VERSION
     demo = _demo_module()
     sizes = demo.SIZES['quick']
     meta = dict(sizes, seed=3, trait_jitter=demo.DEMO_TRAIT_JITTER,

@@ -19,7 +19,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmoaml.datasets.occluded_benchmark import load_grid_masks, make_occluded_variants
+from mmoaml.datagen import load_grid_masks, make_occluded_variants
 from mmoaml.evaluation import load_face_features
 from mmoaml.fileio import (UnsafeCheckpointError, decode_image, dump_verification_bin, encode_image,
                            load_verification_bin, load_visibility_masks)

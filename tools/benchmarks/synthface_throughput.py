@@ -17,7 +17,8 @@ from typing import Callable
 import cv2
 import torch
 
-from mmoaml.datasets.synthface import SynthFaceDataset, SynthFaceGenerator, nuisance_rng
+from mmoaml.datagen import SynthFaceGenerator, nuisance_rng
+from mmoaml.datasets import SynthFaceDataset
 from mmoaml.fileio.image import encode_image
 
 

@@ -49,8 +49,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
-from mmoaml.datasets.transforms import face_region_prior
 from mmoaml.registry import MODELS
+from mmoaml.structures import face_region_prior
 from mmoaml.utils import register_all_modules
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -5,7 +5,7 @@ For each source ``<stem>.bin`` and each protocol, writes into ``out_dir``:
 (pixel visibility, picked up by ``VerificationBinDataset``), ``<stem>_<protocol>_masks_7x7.npz``
 (area-averaged, for the occlusion head) and ``<stem>_<protocol>_log.jsonl`` (per-image
 occluder log). Occluders use their held-out styles only. See
-``mmoaml/datasets/occluded_benchmark.py`` for the protocols and file formats.
+``mmoaml/datagen/occluded_benchmark.py`` for the protocols and file formats.
 
 Examples::
 
@@ -23,8 +23,7 @@ import json
 
 import numpy as np
 
-from mmoaml.datasets.occluded_benchmark import (PROTOCOLS, make_occluded_variants,
-                                                regenerate_from_log)
+from mmoaml.datagen import PROTOCOLS, make_occluded_variants, regenerate_from_log
 from mmoaml.fileio import load_visibility_masks
 from mmoaml.utils import register_all_modules
 

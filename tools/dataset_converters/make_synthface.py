@@ -2,7 +2,7 @@
 
 Writes ``train/`` (face folder), ``val/synthface_clean.bin`` (verification pairs over disjoint
 identities), ``occluded/`` (occluded faces with pixel visibility masks) and ``meta.json``; see
-``mmoaml.datasets.synthface.write_synthface`` for the layout. The output is a function of the
+``mmoaml.datagen.synthface.writer`` for the layout. The output is a function of the
 arguments (the seed in particular): ``meta.json`` records the command that regenerates it.
 Occluded benchmark variants of the pairs are made by ``make_occluded_bin.py``.
 
@@ -19,7 +19,7 @@ import time
 
 from mmengine.utils import ProgressBar
 
-from mmoaml.datasets.synthface import DEFAULT_OCCLUDERS, DEFAULT_TRAIT_JITTER, write_synthface
+from mmoaml.datagen import DEFAULT_OCCLUDERS, DEFAULT_TRAIT_JITTER, write_synthface
 from mmoaml.utils import register_all_modules
 
 

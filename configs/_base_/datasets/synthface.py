@@ -1,4 +1,5 @@
-# SynthFace (mmoaml.datasets.synthface; tools/demo_synthface.py writes it): procedural faces in
+# SynthFace (mmoaml.datagen.synthface, docs/synthface.md; tools/demo_synthface.py writes it):
+# procedural faces in
 # the layouts of real face data under data/synthface.
 # Train: train/<id>/<k>.jpg (FaceFolderDataset), 400 identities by default (num_classes must
 # match the written identity count). PK batches of 16 identities x 4 images. Synthetic occluders

@@ -1,5 +1,4 @@
 from .face_augmenter import FaceAugmenter
-from .face_template import ARCFACE_TEMPLATE_112, face_region_prior, template_points
 from .medical_mask import MedicalMaskOcclusion
 from .niqab import NiqabOcclusion
 from .occluder_base import ALPHA_OCCLUDED, BaseOccluder, OccluderStyle
@@ -8,7 +7,7 @@ from .random_occlusion import RandomOcclusion
 from .sunglasses import SunglassesOcclusion
 
 __all__ = [
-    'ARCFACE_TEMPLATE_112', 'template_points', 'face_region_prior', 'BaseOccluder',
+    'BaseOccluder',
     'OccluderStyle', 'ALPHA_OCCLUDED', 'MedicalMaskOcclusion', 'NiqabOcclusion',
     'SunglassesOcclusion', 'RandomOcclusion', 'FaceAugmenter', 'PackFaceInputs'
 ]

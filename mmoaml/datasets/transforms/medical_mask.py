@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from mmoaml.registry import TRANSFORMS
-from .face_template import ARCFACE_TEMPLATE_112, LEFT_MOUTH, NOSE, RIGHT_MOUTH
+from mmoaml.structures.face_template import ARCFACE_TEMPLATE_112, LEFT_MOUTH, NOSE, RIGHT_MOUTH
 from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_pose_args, draw_polylines,
                             fill_layer, fill_polygons, jitter_points, jittered_pose, line_width,
                             shade, template_scale, transform_points)

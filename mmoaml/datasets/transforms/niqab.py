@@ -4,7 +4,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from mmoaml.registry import TRANSFORMS
-from .face_template import LEFT_EYE, RIGHT_EYE, template_points
+from mmoaml.structures.face_template import LEFT_EYE, RIGHT_EYE, template_points
 from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, draw_polylines, fill_layer,
                             fill_polygons, line_width, shade)
 

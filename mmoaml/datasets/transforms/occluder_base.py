@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
 
-from .face_template import ARCFACE_TEMPLATE_112, LEFT_EYE, RIGHT_EYE
+from mmoaml.structures.face_template import ARCFACE_TEMPLATE_112, LEFT_EYE, RIGHT_EYE
 from .pipeline_state import face_image, sample_rng, visibility_mask
 
 BGR = Tuple[int, int, int]

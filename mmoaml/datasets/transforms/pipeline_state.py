@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from .face_template import face_region_prior
+from mmoaml.structures.face_template import face_region_prior
 
 _INT64_MAX = np.iinfo(np.int64).max
 

@@ -4,7 +4,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from mmoaml.registry import TRANSFORMS
-from .face_template import ARCFACE_TEMPLATE_112, LEFT_EYE, RIGHT_EYE
+from mmoaml.structures.face_template import ARCFACE_TEMPLATE_112, LEFT_EYE, RIGHT_EYE
 from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_pose_args, draw_polylines,
                             fill_polygons, jitter_points, jittered_pose, line_width, similarity_map,
                             solid, transform_points)

@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader
 
 from mmoaml.datasets.transforms import BaseOccluder
 from mmoaml.registry import HOOKS
-from ..seeded_loaders import build_seeded_dataloader
 from mmoaml.structures import OCC_KEY
+from ..seeded_loaders import build_seeded_dataloader
 
 #: Checkpoint key of the stream state.
 STATE_KEY = 'occlusion_batch_hook'

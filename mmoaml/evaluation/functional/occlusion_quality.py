@@ -1,10 +1,10 @@
 """Quality of predicted visibility maps against ground truth on the feature-map grid.
 
 Pure functions for scoring an occlusion head on a benchmark that ships ground-truth visibility
-(e.g. the ``<stem>_masks_7x7.npz`` files written by ``mmoaml.datasets.occluded_benchmark``).
+(e.g. the ``<stem>_masks_7x7.npz`` files written by ``mmoaml.datagen.occluded_benchmark``).
 Both inputs are ``[N, 1, h, w]`` in ``[0, 1]`` with mmoaml's convention: 1 = visible face,
 0 = covered by an occluder or not face. The ground truth is the pixel mask area-averaged to the
-grid (:func:`mmoaml.utils.area_downsample`), so its cells hold visible fractions.
+grid (:func:`mmoaml.structures.area_downsample`), so its cells hold visible fractions.
 
 Binarisation (for :func:`visibility_iou`): a cell is *visible* iff its value is
 ``>= threshold`` and *hidden* (occluded or not face) iff it is ``< threshold``, for the

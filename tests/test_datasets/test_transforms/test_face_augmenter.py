@@ -4,8 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from mmoaml.datasets.transforms import FaceAugmenter, face_region_prior
+from mmoaml.datasets.transforms import FaceAugmenter
 from mmoaml.registry import TRANSFORMS
+from mmoaml.structures import face_region_prior
 
 
 class _FixedDraws:

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from mmoaml.datasets.transforms import MedicalMaskOcclusion, template_points
+from mmoaml.datasets.transforms import MedicalMaskOcclusion
+from mmoaml.structures import template_points
 
 
 def _covered(occluder, idx, size=(112, 112)):

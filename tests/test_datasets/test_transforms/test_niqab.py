@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from mmoaml.datasets.transforms import NiqabOcclusion, face_region_prior, template_points
+from mmoaml.datasets.transforms import NiqabOcclusion
+from mmoaml.structures import face_region_prior, template_points
 
 
 @pytest.mark.parametrize('size', [(112, 112), (160, 128)])

@@ -6,9 +6,10 @@ import pytest
 
 from mmoaml.datasets.transforms import (ALPHA_OCCLUDED, BaseOccluder, MedicalMaskOcclusion,
                                         NiqabOcclusion, OccluderStyle, RandomOcclusion,
-                                        SunglassesOcclusion, face_region_prior)
+                                        SunglassesOcclusion)
 from mmoaml.datasets.transforms.occluder_base import similarity_map, transform_points
 from mmoaml.registry import TRANSFORMS
+from mmoaml.structures import face_region_prior
 
 OCCLUDERS = (MedicalMaskOcclusion, NiqabOcclusion, SunglassesOcclusion, RandomOcclusion)
 

@@ -6,7 +6,8 @@ from mmengine.dataset import Compose
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
-from mmoaml.datasets.transforms import PackFaceInputs, face_region_prior
+from mmoaml.datasets.transforms import PackFaceInputs
+from mmoaml.structures import face_region_prior
 
 
 def test_packs_inputs_label_visibility_and_meta(noise_face):

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from mmoaml.datasets.transforms import SunglassesOcclusion, template_points
+from mmoaml.datasets.transforms import SunglassesOcclusion
+from mmoaml.structures import template_points
 
 
 @pytest.mark.parametrize('size', [(112, 112), (224, 224)])
