@@ -165,12 +165,8 @@ class FaceIdentificationMetric(BaseFaceMetric):
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Search every probe in the gallery and evaluate each score type.
 
-        Args:
-            results (list[dict]): entries made by :meth:`process`, in any order, duplicates
-                allowed.
-
-        Returns:
-            dict: ``<score type>/<name>`` and the set's counts -> Python numbers.
+        ``results`` are the entries of :meth:`process` (any order, duplicates allowed); the
+        result maps ``<score type>/<name>`` and the set's counts to Python numbers.
         """
         entries = unique_by_index(results)
         use_vis = all_or_none(entries, VISIBILITY, type(self).__name__)

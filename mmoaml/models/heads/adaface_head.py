@@ -65,6 +65,8 @@ class AdaFaceHead(CosineMarginHead):
         >>> # config: dict(type='AdaFaceHead', embed_dim=512, num_classes=10572)
     """
 
+    default_m = 0.4
+
     def __init__(self,
                  embed_dim: int = 512,
                  num_classes: int = 70722,
@@ -75,8 +77,7 @@ class AdaFaceHead(CosineMarginHead):
                  eps: float = 1e-3,
                  loss: dict = DEFAULT_MARGIN_LOSS,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(embed_dim, num_classes, s=s, eps=eps, loss=loss, init_cfg=init_cfg)
-        self.m = m
+        super().__init__(embed_dim, num_classes, m=m, s=s, eps=eps, loss=loss, init_cfg=init_cfg)
         self.h = h
         self.t_alpha = t_alpha
         self.register_buffer('batch_mean', torch.full((1, ), 20.0))

@@ -47,21 +47,27 @@ class CosineMarginHead(BaseModule):
     margin head can serve as the head of an ``mmpretrain.ImageClassifier``.
 
     Args:
-        embed_dim (int): Embedding size ``D``.
-        num_classes (int): Number of identities.
-        s (float): Logit scale.
-        eps (float): Cosine clamp margin.
+        embed_dim (int): Embedding size ``D``. Defaults to 512.
+        num_classes (int): Number of identities. Defaults to 70,722 (the reference constructor
+            default, the MS1MV2 ablation subset).
+        m (float, optional): Margin. Defaults to None: the head's :attr:`default_m`.
+        s (float): Logit scale. Defaults to 64 (ArcFace, CosFace, AdaFace).
+        eps (float): Cosine clamp margin. Defaults to 1e-4 (AdaFace ``head.py``).
         loss (dict): Config of the loss on the margin logits, with its ``loss_weight``.
             Defaults to ``dict(type='CrossEntropyLoss', loss_weight=1.0)`` (MMPretrain's).
         init_cfg (dict | list[dict], optional): MMEngine initialisation config. The default
             (None) keeps the reference initialisation done at construction.
     """
 
+    #: The margin ``m`` of the head's paper, used when ``m`` is None.
+    default_m: float
+
     def __init__(self,
-                 embed_dim: int,
-                 num_classes: int,
-                 s: float,
-                 eps: float,
+                 embed_dim: int = 512,
+                 num_classes: int = 70722,
+                 m: Optional[float] = None,
+                 s: float = 64.,
+                 eps: float = 1e-4,
                  loss: dict = DEFAULT_MARGIN_LOSS,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -70,6 +76,7 @@ class CosineMarginHead(BaseModule):
                              f'{num_classes}')
         self.embed_dim = embed_dim
         self.num_classes = num_classes
+        self.m = self.default_m if m is None else m
         self.s = s
         self.eps = eps
         self.kernel = nn.Parameter(torch.empty(embed_dim, num_classes))

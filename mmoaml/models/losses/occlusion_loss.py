@@ -1,14 +1,14 @@
 """Supervision of the occlusion head: MSE against area-averaged ground-truth masks."""
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from mmoaml.registry import MODELS
 from mmoaml.structures import area_downsample
+from .weighted_loss import WeightedLoss
 
 
 @MODELS.register_module()
-class OcclusionLoss(nn.Module):
+class OcclusionLoss(WeightedLoss):
     """Mean squared error between a predicted visibility map and the ground-truth pixel mask.
 
     The pixel mask (1 = visible face, 0 = occluder or not face) is brought to the prediction's
@@ -27,11 +27,7 @@ class OcclusionLoss(nn.Module):
         loss_weight (float): Factor of the returned loss. Defaults to 1.0.
     """
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
-
-    def forward(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    def unweighted(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
 
         Args:
@@ -39,7 +35,8 @@ class OcclusionLoss(nn.Module):
             gt (Tensor): ``[B, 1, H, W]`` or ``[B, H, W]`` ground-truth pixel visibility.
 
         Returns:
-            Tensor: scalar mean over all ``B * h * w`` cells, times ``loss_weight``.
+            Tensor: scalar mean over all ``B * h * w`` cells (``forward`` multiplies it by
+            ``loss_weight``).
         """
         if pred.dim() != 4 or pred.shape[1] != 1:
             raise ValueError(f'OcclusionLoss: pred must be [B, 1, h, w], got {list(pred.shape)}')
@@ -48,4 +45,4 @@ class OcclusionLoss(nn.Module):
             raise ValueError(f'OcclusionLoss: gt must be [{pred.shape[0]}, 1, H, W] or '
                              f'[{pred.shape[0]}, H, W], got {list(gt.shape)}')
         target = area_downsample(gt, tuple(pred.shape[-2:])).to(pred)
-        return self.loss_weight * F.mse_loss(pred, target)
+        return F.mse_loss(pred, target)

@@ -1,14 +1,14 @@
 """QAConv pairwise matching loss: binary cross-entropy over every pair of a batch."""
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from mmoaml.registry import MODELS
 from .batch_hard import batch_hard_scores, check_score_matrix, same_identity
+from .weighted_loss import ScoreMatrixLoss
 
 
 @MODELS.register_module()
-class PairwiseMatchingLoss(nn.Module):
+class PairwiseMatchingLoss(ScoreMatrixLoss):
     """In-batch pairwise matching loss of QAConv-GS (ShengcaiLiao/QAConv, version 2.0 and
     later, ``PairwiseMatchingLoss``; Liao and Shao, "Graph Sampling Based Deep Metric Learning
     for Generalizable Person Re-Identification", CVPR 2022, https://arxiv.org/abs/2104.01546).
@@ -34,24 +34,10 @@ class PairwiseMatchingLoss(nn.Module):
         loss_weight (float): Factor of the returned loss. Defaults to 1.0.
     """
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
-
-    def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Compute the loss.
-
-        Args:
-            scores (Tensor): ``[B, B]`` QAConv scores of the batch against itself.
-            labels (Tensor): ``[B]`` integer identities.
-
-        Returns:
-            Tensor: scalar loss, times ``loss_weight``.
-        """
-        check_score_matrix(scores, labels, type(self).__name__)
+    def unweighted(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         target = same_identity(labels).to(scores.dtype)
         per_pair = F.binary_cross_entropy_with_logits(scores, target, reduction='none')
-        return self.loss_weight * per_pair.sum(dim=1).mean()
+        return per_pair.sum(dim=1).mean()
 
     @torch.no_grad()
     def accuracy(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -2,15 +2,15 @@
 from typing import Dict
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from mmoaml.registry import MODELS
 from .batch_hard import batch_hard_scores, check_score_matrix
+from .weighted_loss import ScoreMatrixLoss
 
 
 @MODELS.register_module()
-class SoftmaxTripletLoss(nn.Module):
+class SoftmaxTripletLoss(ScoreMatrixLoss):
     """Softmax over the batch identities + batch-hard triplet loss on a QAConv score matrix.
 
     The OAML report combines a cross-entropy on "QAConv logits" with
@@ -56,23 +56,14 @@ class SoftmaxTripletLoss(nn.Module):
                  margin: float = 1.0,
                  triplet_weight: float = 0.5,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         self.margin = margin
         self.triplet_weight = triplet_weight
-        self.loss_weight = loss_weight
 
-    def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Compute ``loss_weight * (loss_cls + triplet_weight * loss_triplet)``.
-
-        Args:
-            scores (Tensor): ``[B, B]`` QAConv scores of the batch against itself.
-            labels (Tensor): ``[B]`` integer identities.
-
-        Returns:
-            Tensor: scalar loss.
-        """
+    def unweighted(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``loss_cls + triplet_weight * loss_triplet``."""
         parts = self.components(scores, labels)
-        return self.loss_weight * (parts['loss_cls'] + self.triplet_weight * parts['loss_triplet'])
+        return parts['loss_cls'] + self.triplet_weight * parts['loss_triplet']
 
     def components(self, scores: torch.Tensor, labels: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The two unweighted terms, for logging.
