@@ -35,36 +35,41 @@ __all__ = [
     'VISUALIZERS', 'VISBACKENDS'
 ]
 
-RUNNERS = Registry('runner', parent=MMPRETRAIN_RUNNERS, locations=['mmoaml.engine'])
-LOOPS = Registry('loop', parent=MMPRETRAIN_LOOPS, locations=['mmoaml.engine'])
-HOOKS = Registry('hook', parent=MMPRETRAIN_HOOKS, locations=['mmoaml.engine'])
-LOG_PROCESSORS = Registry(
-    'log processor', parent=MMPRETRAIN_LOG_PROCESSORS, locations=['mmoaml.engine'])
-OPTIMIZERS = Registry('optimizer', parent=MMPRETRAIN_OPTIMIZERS, locations=['mmoaml.engine'])
-OPTIM_WRAPPERS = Registry(
-    'optim_wrapper', parent=MMPRETRAIN_OPTIM_WRAPPERS, locations=['mmoaml.engine'])
-OPTIM_WRAPPER_CONSTRUCTORS = Registry(
-    'optimizer wrapper constructor',
-    parent=MMPRETRAIN_OPTIM_WRAPPER_CONSTRUCTORS,
-    locations=['mmoaml.engine'])
-PARAM_SCHEDULERS = Registry(
-    'parameter scheduler', parent=MMPRETRAIN_PARAM_SCHEDULERS, locations=['mmoaml.engine'])
 
-DATASETS = Registry('dataset', parent=MMPRETRAIN_DATASETS, locations=['mmoaml.datasets'])
-DATA_SAMPLERS = Registry(
-    'data sampler', parent=MMPRETRAIN_DATA_SAMPLERS, locations=['mmoaml.datasets'])
-TRANSFORMS = Registry('transform', parent=MMPRETRAIN_TRANSFORMS, locations=['mmoaml.datasets'])
+def child_registry(name: str, parent: Registry, package: str) -> Registry:
+    """A registry in scope mmoaml below MMPretrain's ``parent``.
 
-MODELS = Registry('model', parent=MMPRETRAIN_MODELS, locations=['mmoaml.models'])
-MODEL_WRAPPERS = Registry(
-    'model_wrapper', parent=MMPRETRAIN_MODEL_WRAPPERS, locations=['mmoaml.engine'])
-WEIGHT_INITIALIZERS = Registry(
-    'weight initializer', parent=MMPRETRAIN_WEIGHT_INITIALIZERS, locations=['mmoaml.models'])
+    Args:
+        name (str): the registry's name.
+        parent (Registry): MMPretrain's registry of the same kind.
+        package (str): the mmoaml subpackage implementing it (``'engine'`` = ``mmoaml.engine``),
+            imported on the first lookup with ``default_scope='mmoaml'``.
+    """
+    # An explicit scope: Registry would otherwise infer it from the calling frame's module.
+    return Registry(name, parent=parent, scope='mmoaml', locations=[f'mmoaml.{package}'])
 
-METRICS = Registry('metric', parent=MMPRETRAIN_METRICS, locations=['mmoaml.evaluation'])
-EVALUATOR = Registry('evaluator', parent=MMPRETRAIN_EVALUATORS, locations=['mmoaml.evaluation'])
 
-VISUALIZERS = Registry(
-    'visualizer', parent=MMPRETRAIN_VISUALIZERS, locations=['mmoaml.visualization'])
-VISBACKENDS = Registry(
-    'vis_backend', parent=MMPRETRAIN_VISBACKENDS, locations=['mmoaml.visualization'])
+RUNNERS = child_registry('runner', MMPRETRAIN_RUNNERS, 'engine')
+LOOPS = child_registry('loop', MMPRETRAIN_LOOPS, 'engine')
+HOOKS = child_registry('hook', MMPRETRAIN_HOOKS, 'engine')
+LOG_PROCESSORS = child_registry('log processor', MMPRETRAIN_LOG_PROCESSORS, 'engine')
+OPTIMIZERS = child_registry('optimizer', MMPRETRAIN_OPTIMIZERS, 'engine')
+OPTIM_WRAPPERS = child_registry('optim_wrapper', MMPRETRAIN_OPTIM_WRAPPERS, 'engine')
+OPTIM_WRAPPER_CONSTRUCTORS = child_registry('optimizer wrapper constructor',
+                                            MMPRETRAIN_OPTIM_WRAPPER_CONSTRUCTORS, 'engine')
+PARAM_SCHEDULERS = child_registry('parameter scheduler', MMPRETRAIN_PARAM_SCHEDULERS, 'engine')
+
+DATASETS = child_registry('dataset', MMPRETRAIN_DATASETS, 'datasets')
+DATA_SAMPLERS = child_registry('data sampler', MMPRETRAIN_DATA_SAMPLERS, 'datasets')
+TRANSFORMS = child_registry('transform', MMPRETRAIN_TRANSFORMS, 'datasets')
+
+MODELS = child_registry('model', MMPRETRAIN_MODELS, 'models')
+MODEL_WRAPPERS = child_registry('model_wrapper', MMPRETRAIN_MODEL_WRAPPERS, 'engine')
+WEIGHT_INITIALIZERS = child_registry('weight initializer', MMPRETRAIN_WEIGHT_INITIALIZERS,
+                                     'models')
+
+METRICS = child_registry('metric', MMPRETRAIN_METRICS, 'evaluation')
+EVALUATOR = child_registry('evaluator', MMPRETRAIN_EVALUATORS, 'evaluation')
+
+VISUALIZERS = child_registry('visualizer', MMPRETRAIN_VISUALIZERS, 'visualization')
+VISBACKENDS = child_registry('vis_backend', MMPRETRAIN_VISBACKENDS, 'visualization')

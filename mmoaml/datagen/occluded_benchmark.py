@@ -50,6 +50,7 @@ import torch
 from mmengine.logging import print_log
 
 from mmoaml.fileio.image import decode_image, encode_image
+from mmoaml.fileio.npz import open_npz
 from mmoaml.fileio.verification_bin import (dump_verification_bin, load_verification_bin,
                                             load_visibility_masks, masks_path_for,
                                             save_visibility_masks)
@@ -131,13 +132,11 @@ def load_grid_masks(path: str) -> np.ndarray:
         np.ndarray: float32 ``[2N, 1, h, w]``, the visible fraction of each cell.
     """
     path = str(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'grid mask file not found: {path}')
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            grid = data['masks']
-    except (KeyError, ValueError, OSError, EOFError) as err:
-        raise ValueError(f'{path}: not a grid mask .npz holding "masks" ({err})') from err
+    with open_npz(path, 'grid mask') as data:
+        if 'masks' not in data:
+            raise ValueError(f'{path}: not a grid mask .npz holding "masks" (keys: '
+                             f'{sorted(data.files)})')
+        grid = data['masks']
     if grid.dtype != np.float32 or grid.ndim != 4 or grid.shape[1] != 1:
         raise ValueError(f'{path}: masks must be float32 [2N, 1, h, w], got {grid.dtype} '
                          f'{grid.shape}')

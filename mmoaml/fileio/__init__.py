@@ -6,6 +6,7 @@ from .checkpoint import (TRUST_ENV_VAR, UnsafeCheckpointError, load_checkpoint_f
 from .feature_dump import (DUMP_FORMAT, DUMP_METRICS_FILE, FaceFeatureDump, load_face_features,
                            save_face_features)
 from .image import CorruptImageError, decode_image, encode_image, read_image
+from .npz import open_npz
 from .recordio import (RECORDIO_MAGIC, IRHeader, RecordIOError, RecordIOReader, RecordIOWriter,
                        load_recordio_index, pack_ir_record, unpack_ir_record, write_face_recordio)
 from .verification_bin import (UnsafeVerificationBinError, dump_verification_bin,
@@ -13,6 +14,7 @@ from .verification_bin import (UnsafeVerificationBinError, dump_verification_bin
                                save_visibility_masks)
 
 __all__ = [
+    'open_npz',
     'convert_adaface_state_dict', 'describe_adaface_arch', 'TRUST_ENV_VAR',
     'UnsafeCheckpointError', 'load_checkpoint_file', 'strip_to_weights', 'trusted_checkpoints',
     'CorruptImageError', 'decode_image', 'encode_image', 'read_image', 'RECORDIO_MAGIC',

@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from mmoaml.registry import MODELS
 from mmoaml.structures import EMBEDDING, FEATURE_MAP, GT_VISIBILITY, VISIBILITY
+from .npz import open_npz
 
 #: Version of the ``.npz`` layout written by :func:`save_face_features`.
 DUMP_FORMAT = 1
@@ -164,15 +165,7 @@ def load_face_features(path: str) -> FaceFeatureDump:
         FaceFeatureDump: The set's entries, metric config and matcher.
     """
     path = str(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'feature dump not found: {path}')
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f'{path}: not a feature dump .npz ({error})') from error
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f'{path}: expected an .npz archive, got a single array')
-    with data:
+    with open_npz(path, 'feature dump') as data:
         arrays = {key: data[key] for key in data.files}
     for key in ('meta', 'sample_idx', 'issame'):
         if key not in arrays:

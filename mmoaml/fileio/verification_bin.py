@@ -20,14 +20,14 @@ Occluded variants may come with per-image ground-truth visibility masks in a sib
 ``<stem>_masks.npz`` (see :func:`save_visibility_masks`).
 """
 import io
-import os
 import os.path as osp
 import pickle
 import struct
-import zipfile
 from typing import List, Sequence, Tuple
 
 import numpy as np
+
+from .npz import open_npz
 
 __all__ = [
     'UnsafeVerificationBinError', 'load_verification_bin', 'dump_verification_bin',
@@ -188,16 +188,7 @@ def load_visibility_masks(path: str) -> np.ndarray:
         np.ndarray: uint8 ``[2N, H, W]``, 255 = visible face.
     """
     path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'visibility mask file not found: {path}')
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f'{path}: not a visibility mask .npz file ({err})') from err
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f'{path}: expected an .npz archive holding "masks", got a single '
-                         f'array')
-    with data:
+    with open_npz(path, 'visibility mask') as data:
         if 'masks' not in data.files:
             raise ValueError(f'{path}: no array named "masks" (found {data.files})')
         try:

@@ -1,13 +1,13 @@
 from .face_augmenter import FaceAugmenter
 from .medical_mask import MedicalMaskOcclusion
 from .niqab import NiqabOcclusion
-from .occluder_base import ALPHA_OCCLUDED, BaseOccluder, OccluderStyle
+from .occluder_base import ALPHA_OCCLUDED, BaseOccluder, OccluderStyle, PosedOccluder, check_range
 from .pack_face_inputs import PackFaceInputs
 from .random_occlusion import RandomOcclusion
 from .sunglasses import SunglassesOcclusion
 
 __all__ = [
-    'BaseOccluder',
-    'OccluderStyle', 'ALPHA_OCCLUDED', 'MedicalMaskOcclusion', 'NiqabOcclusion',
-    'SunglassesOcclusion', 'RandomOcclusion', 'FaceAugmenter', 'PackFaceInputs'
+    'BaseOccluder', 'PosedOccluder', 'check_range', 'OccluderStyle', 'ALPHA_OCCLUDED',
+    'MedicalMaskOcclusion', 'NiqabOcclusion', 'SunglassesOcclusion', 'RandomOcclusion',
+    'FaceAugmenter', 'PackFaceInputs'
 ]

@@ -5,9 +5,8 @@ import numpy as np
 
 from mmoaml.registry import TRANSFORMS
 from mmoaml.structures.face_template import ARCFACE_TEMPLATE_112, LEFT_MOUTH, NOSE, RIGHT_MOUTH
-from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_pose_args, draw_polylines,
-                            fill_layer, fill_polygons, jitter_points, jittered_pose, line_width,
-                            shade, template_scale, transform_points)
+from .occluder_base import (BGR, OccluderStyle, PosedOccluder, Size, draw_polylines, fill_layer,
+                            fill_polygons, line_width, shade, template_scale, transform_points)
 
 _ANCHORS = ARCFACE_TEMPLATE_112[[NOSE, LEFT_MOUTH, RIGHT_MOUTH]].astype(np.float64)
 _CX = float(ARCFACE_TEMPLATE_112[[LEFT_MOUTH, RIGHT_MOUTH], 0].mean())
@@ -65,7 +64,7 @@ _SHAPES = {
 
 
 @TRANSFORMS.register_module()
-class MedicalMaskOcclusion(BaseOccluder):
+class MedicalMaskOcclusion(PosedOccluder):
     """Draw a face mask (surgical, cloth or KN95) over the nose and mouth of an aligned face.
 
     The OAML report's medical-mask synthesis (docs/reference.md#medical-mask), rebuilt on
@@ -105,7 +104,7 @@ class MedicalMaskOcclusion(BaseOccluder):
         >>> pipeline = [dict(type='MedicalMaskOcclusion', prob=0.5),
         ...             dict(type='FaceAugmenter'), dict(type='PackFaceInputs')]
         >>> # a test set with held-out styles, the same mask per image in every run
-        >>> dict(type='MedicalMaskOcclusion', prob=1.0, styles='test', seed=0)
+        >>> test_occluder = dict(type='MedicalMaskOcclusion', prob=1.0, styles='test', seed=0)
     """
 
     STYLES = {
@@ -126,6 +125,8 @@ class MedicalMaskOcclusion(BaseOccluder):
     }
     HOLDOUT_STYLES = ('surgical_green', 'cloth_checked', 'kn95_black')
 
+    ANCHORS = _ANCHORS
+
     def __init__(self,
                  prob: float = 0.5,
                  styles: Union[str, Sequence[str]] = 'train',
@@ -136,18 +137,12 @@ class MedicalMaskOcclusion(BaseOccluder):
                  rotation: float = 7.0,
                  colour_jitter: int = 12,
                  seed: Optional[int] = None) -> None:
-        super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
-        check_pose_args('MedicalMaskOcclusion', point_jitter, shift, scale, rotation, 10.0)
-        self.point_jitter = float(point_jitter)
-        self.shift = float(shift)
-        self.scale = tuple(float(s) for s in scale)
-        self.rotation = float(rotation)
+        super().__init__(point_jitter, shift, scale, rotation, prob=prob, styles=styles,
+                         holdout_styles=holdout_styles, colour_jitter=colour_jitter, seed=seed)
 
-    def render(self, rng: np.random.Generator, style: OccluderStyle, size: Size, colour: BGR,
-               accent: BGR) -> Tuple[np.ndarray, np.ndarray, dict]:
-        """Draw one mask; see ``BaseOccluder.render``. ``params`` holds the placement draw."""
-        moved, offsets = jitter_points(rng, _ANCHORS, size, self.point_jitter)
-        nose, left, right = moved
+    def anchor_map(self, anchors: np.ndarray, size: Size) -> Tuple[np.ndarray, np.ndarray]:
+        """The mask's frame from the moved nose tip and mouth corners; see ``PosedOccluder``."""
+        nose, left, right = anchors
         # The report's frame: the top keeps a fixed offset above the nose tip (there 25 px, here
         # the bridge point 9.7 px above it) and the width follows the mouth width. The height is
         # stretched about the bridge so that the canonical mouth line lands on the moved one and
@@ -157,9 +152,12 @@ class MedicalMaskOcclusion(BaseOccluder):
         sy = ((left[1] + right[1]) / 2 - bridge[1]) / _BRIDGE_TO_MOUTH
         base = np.array([[sx, 0.0, bridge[0] - sx * _BRIDGE[0]],
                          [0.0, sy, bridge[1] - sy * _BRIDGE[1]]])
-        matrix, params = jittered_pose(rng, base, bridge, size, self.shift, self.scale,
-                                       self.rotation)
-        params['anchor_offsets'] = np.round(offsets, 3).tolist()
+        return base, bridge
+
+    def render(self, rng: np.random.Generator, style: OccluderStyle, size: Size, colour: BGR,
+               accent: BGR) -> Tuple[np.ndarray, np.ndarray, dict]:
+        """Draw one mask; see ``BaseOccluder.render``. ``params`` holds the placement draw."""
+        matrix, params = self.place(rng, size)
         geometry = _SHAPES[style.shape]
         loops = [transform_points(p, matrix) for p in geometry['loops']]
         alpha = np.zeros(size, np.uint8)
@@ -169,7 +167,3 @@ class MedicalMaskOcclusion(BaseOccluder):
         draw_polylines(layer, [transform_points(p, matrix) for p in geometry['details']], accent,
                        line_width(1.0, size))
         return layer, alpha, params
-
-    def __repr__(self) -> str:
-        return (f'{super().__repr__()[:-1]}, point_jitter={self.point_jitter}, '
-                f'shift={self.shift}, scale={self.scale}, rotation={self.rotation})')

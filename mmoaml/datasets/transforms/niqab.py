@@ -5,8 +5,8 @@ import numpy as np
 
 from mmoaml.registry import TRANSFORMS
 from mmoaml.structures.face_template import LEFT_EYE, RIGHT_EYE, template_points
-from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, draw_polylines, fill_layer,
-                            fill_polygons, line_width, shade)
+from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_range, draw_polylines,
+                            fill_layer, fill_polygons, line_width, shade)
 
 
 def _slit_polygon(shape: str, x0: float, y0: float, x1: float,
@@ -81,17 +81,11 @@ class NiqabOcclusion(BaseOccluder):
                  colour_jitter: int = 12,
                  seed: Optional[int] = None) -> None:
         super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
-        if not 0 < band_height[0] <= band_height[1]:
-            raise ValueError(f'NiqabOcclusion: band_height must be 0 < low <= high, '
-                             f'got {band_height}')
+        self.band_height = check_range('NiqabOcclusion', 'band_height', band_height)
         if band_shift < 0:
             raise ValueError(f'NiqabOcclusion: band_shift must be >= 0, got {band_shift}')
-        if not 0 < slit_extent[0] <= slit_extent[1]:
-            raise ValueError(f'NiqabOcclusion: slit_extent must be 0 < low <= high, '
-                             f'got {slit_extent}')
-        self.band_height = tuple(float(v) for v in band_height)
         self.band_shift = float(band_shift)
-        self.slit_extent = tuple(float(v) for v in slit_extent)
+        self.slit_extent = check_range('NiqabOcclusion', 'slit_extent', slit_extent)
 
     def render(self, rng: np.random.Generator, style: OccluderStyle, size: Size, colour: BGR,
                accent: BGR) -> Tuple[np.ndarray, np.ndarray, dict]:

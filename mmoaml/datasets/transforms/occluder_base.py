@@ -211,8 +211,18 @@ def check_pose_args(owner: str, point_jitter: float, shift: float, scale: Tuple[
                          f'got {point_jitter}')
     if shift < 0 or rotation < 0:
         raise ValueError(f'{owner}: shift and rotation must be >= 0, got {shift}, {rotation}')
-    if not 0 < scale[0] <= scale[1]:
-        raise ValueError(f'{owner}: scale must be 0 < low <= high, got {scale}')
+    check_range(owner, 'scale', scale)
+
+
+def check_range(owner: str, name: str, value: Tuple[float, float]) -> Tuple[float, float]:
+    """Reject a ``(low, high)`` argument unless ``0 < low <= high``.
+
+    Returns:
+        tuple[float, float]: ``value`` as floats.
+    """
+    if not 0 < value[0] <= value[1]:
+        raise ValueError(f'{owner}: {name} must be 0 < low <= high, got {value}')
+    return tuple(float(v) for v in value)
 
 
 def jitter_points(rng: np.random.Generator, points: np.ndarray, size: Size,
@@ -252,6 +262,70 @@ def jittered_pose(rng: np.random.Generator, base: np.ndarray, centre: np.ndarray
         rotation_deg=round(angle, 3),
         shift=np.round(translation, 3).tolist())
     return matrix, params
+
+
+class PosedOccluder(BaseOccluder):
+    """Base of the occluders placed from jittered template landmarks (the report's placement).
+
+    The landmarks ``ANCHORS`` (``[K, 2]``, 112-template px) each move by ``U(-point_jitter,
+    point_jitter)`` px in x and y, ``anchor_map`` turns the moved landmarks into a placement, and
+    ``jittered_pose`` adds the random scale, rotation and shift. Subclasses define ``ANCHORS``,
+    ``anchor_map`` and ``render`` (which calls ``place``).
+
+    Args:
+        point_jitter (float): anchor jitter in 112-template px, below ``MAX_POINT_JITTER``.
+        shift (float): placement shift in 112-template px.
+        scale (tuple[float, float]): scale range.
+        rotation (float): maximum rotation in degrees.
+        **kwargs: ``prob``, ``styles``, ``holdout_styles``, ``colour_jitter``, ``seed``; see
+            ``BaseOccluder``.
+    """
+
+    ANCHORS: np.ndarray
+    #: Larger anchor jitter could fold the placement (e.g. mouth corners crossing).
+    MAX_POINT_JITTER = 10.0
+
+    def __init__(self, point_jitter: float, shift: float, scale: Tuple[float, float],
+                 rotation: float, **kwargs) -> None:
+        # Keyword arguments for the base: the concrete occluders own the defaults.
+        super().__init__(**kwargs)
+        check_pose_args(type(self).__name__, point_jitter, shift, scale, rotation,
+                        self.MAX_POINT_JITTER)
+        self.point_jitter = float(point_jitter)
+        self.shift = float(shift)
+        self.scale = tuple(float(s) for s in scale)
+        self.rotation = float(rotation)
+
+    @abstractmethod
+    def anchor_map(self, anchors: np.ndarray, size: Size) -> Tuple[np.ndarray, np.ndarray]:
+        """The placement before the random pose.
+
+        Args:
+            anchors (np.ndarray): ``[K, 2]`` moved ``ANCHORS`` in the image's pixels.
+            size (tuple[int, int]): image ``(H, W)``.
+
+        Returns:
+            tuple: the ``[2, 3]`` map (template -> image) and the ``[2]`` pose centre (image
+            pixels) about which ``jittered_pose`` scales and rotates.
+        """
+
+    def place(self, rng: np.random.Generator, size: Size) -> Tuple[np.ndarray, dict]:
+        """Draw one placement.
+
+        Returns:
+            tuple: the ``[2, 3]`` map (template -> image) and the JSON-friendly ``params`` of
+            ``jittered_pose`` plus ``anchor_offsets`` (``[K, 2]`` 112-template px).
+        """
+        moved, offsets = jitter_points(rng, self.ANCHORS, size, self.point_jitter)
+        base, centre = self.anchor_map(moved, size)
+        matrix, params = jittered_pose(rng, base, centre, size, self.shift, self.scale,
+                                       self.rotation)
+        params['anchor_offsets'] = np.round(offsets, 3).tolist()
+        return matrix, params
+
+    def __repr__(self) -> str:
+        return (f'{super().__repr__()[:-1]}, point_jitter={self.point_jitter}, '
+                f'shift={self.shift}, scale={self.scale}, rotation={self.rotation})')
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:

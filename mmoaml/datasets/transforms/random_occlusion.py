@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 
 from mmoaml.registry import TRANSFORMS
-from .occluder_base import BGR, BaseOccluder, OccluderStyle, Size, fill_layer, fill_polygons, solid
+from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_range, fill_layer,
+                            fill_polygons, solid)
 
 SHAPES = ('rectangle', 'ellipse', 'triangle', 'polygon')
 
@@ -57,18 +58,12 @@ class RandomOcclusion(BaseOccluder):
                  colour_jitter: int = 12,
                  seed: Optional[int] = None) -> None:
         super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
-        if not 0 < side_range[0] <= side_range[1]:
-            raise ValueError(f'RandomOcclusion: side_range must be 0 < low <= high, '
-                             f'got {side_range}')
-        if not 0 < aspect_ratio[0] <= aspect_ratio[1]:
-            raise ValueError(f'RandomOcclusion: aspect_ratio must be 0 < low <= high, '
-                             f'got {aspect_ratio}')
+        self.side_range = check_range('RandomOcclusion', 'side_range', side_range)
+        self.aspect_ratio = check_range('RandomOcclusion', 'aspect_ratio', aspect_ratio)
         unknown = [s for s in shapes if s not in SHAPES]
         if unknown or not shapes:
             raise ValueError(f'RandomOcclusion: shapes must be a non-empty subset of {SHAPES}, '
                              f'got {list(shapes)}')
-        self.side_range = tuple(float(v) for v in side_range)
-        self.aspect_ratio = tuple(float(v) for v in aspect_ratio)
         self.shapes = tuple(shapes)
 
     def render(self, rng: np.random.Generator, style: OccluderStyle, size: Size, colour: BGR,

@@ -5,9 +5,8 @@ import numpy as np
 
 from mmoaml.registry import TRANSFORMS
 from mmoaml.structures.face_template import ARCFACE_TEMPLATE_112, LEFT_EYE, RIGHT_EYE
-from .occluder_base import (BGR, BaseOccluder, OccluderStyle, Size, check_pose_args, draw_polylines,
-                            fill_polygons, jitter_points, jittered_pose, line_width, similarity_map,
-                            solid, transform_points)
+from .occluder_base import (BGR, OccluderStyle, PosedOccluder, Size, draw_polylines, fill_polygons,
+                            line_width, similarity_map, solid, transform_points)
 
 _EYES = ARCFACE_TEMPLATE_112[[LEFT_EYE, RIGHT_EYE]].astype(np.float64)
 _EYE_Y = float(_EYES[:, 1].mean())
@@ -48,7 +47,7 @@ _SHAPES = {shape: _glasses(shape) for shape in ('round', 'square', 'aviator')}
 
 
 @TRANSFORMS.register_module()
-class SunglassesOcclusion(BaseOccluder):
+class SunglassesOcclusion(PosedOccluder):
     """Draw sunglasses over the eyes of an aligned face (an upper-face occluder).
 
     Placed from the 112x112 template's eye points: each eye point moves by ``U(-point_jitter,
@@ -86,6 +85,8 @@ class SunglassesOcclusion(BaseOccluder):
     }
     HOLDOUT_STYLES = ('aviator_mirror', 'square_blue')
 
+    ANCHORS = _EYES
+
     def __init__(self,
                  prob: float = 1.0,
                  styles: Union[str, Sequence[str]] = 'train',
@@ -96,21 +97,17 @@ class SunglassesOcclusion(BaseOccluder):
                  rotation: float = 6.0,
                  colour_jitter: int = 12,
                  seed: Optional[int] = None) -> None:
-        super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
-        check_pose_args('SunglassesOcclusion', point_jitter, shift, scale, rotation, 10.0)
-        self.point_jitter = float(point_jitter)
-        self.shift = float(shift)
-        self.scale = tuple(float(s) for s in scale)
-        self.rotation = float(rotation)
+        super().__init__(point_jitter, shift, scale, rotation, prob=prob, styles=styles,
+                         holdout_styles=holdout_styles, colour_jitter=colour_jitter, seed=seed)
+
+    def anchor_map(self, anchors: np.ndarray, size: Size) -> Tuple[np.ndarray, np.ndarray]:
+        """The similarity through the moved eyes, about their midpoint; see ``PosedOccluder``."""
+        return similarity_map(_EYES, anchors, size), anchors.mean(0)
 
     def render(self, rng: np.random.Generator, style: OccluderStyle, size: Size, colour: BGR,
                accent: BGR) -> Tuple[np.ndarray, np.ndarray, dict]:
         """Draw one pair of sunglasses; see ``BaseOccluder.render``."""
-        eyes, offsets = jitter_points(rng, _EYES, size, self.point_jitter)
-        base = similarity_map(_EYES, eyes, size)
-        matrix, params = jittered_pose(rng, base, eyes.mean(0), size, self.shift, self.scale,
-                                       self.rotation)
-        params['anchor_offsets'] = np.round(offsets, 3).tolist()
+        matrix, params = self.place(rng, size)
         geometry = _SHAPES[style.shape]
         lenses = [transform_points(p, matrix) for p in geometry['lenses']]
         frame: List[Tuple[List[np.ndarray], int, bool]] = [
@@ -130,7 +127,3 @@ class SunglassesOcclusion(BaseOccluder):
         glints = [p.mean(0) + 0.6 * (p[[22, 25]] - p.mean(0)) for p in lenses]
         draw_polylines(layer, glints, glint, line_width(1.0, size))
         return layer, alpha, params
-
-    def __repr__(self) -> str:
-        return (f'{super().__repr__()[:-1]}, point_jitter={self.point_jitter}, '
-                f'shift={self.shift}, scale={self.scale}, rotation={self.rotation})')

@@ -73,9 +73,11 @@ class OcclusionBatchHook(Hook):
         >>> custom_hooks = [
         ...     dict(type='OcclusionBatchHook', clean_ratio=0.2,
         ...          occluded_loader=dict(batch_size=32, num_workers=4,
-        ...                               dataset=dict(type='OccludedFaceDataset', ...)),
+        ...                               dataset=dict(type='OccludedFaceDataset',
+        ...                                            data_root='data/occluded_faces')),
         ...          clean_loader=dict(batch_size=8, num_workers=2,
-        ...                            dataset=dict(type='FaceFolderDataset', ...)))]
+        ...                            dataset=dict(type='FaceFolderDataset',
+        ...                                         data_root='data/casia_webface_imgs')))]
     """
 
     def __init__(self,

@@ -3,13 +3,13 @@ from .identification import (SearchOutcome, TpirAtFpir, cmc_rates, concatenate_o
                              search_outcome, shortlist_recall, tpir_at_fpir)
 from .occlusion_quality import mean_visibility, visibility_iou, visibility_mse
 from .verification import (L2_THRESHOLDS, TarAtFar, allowed_false_accepts, contiguous_folds,
-                           equal_error_rate, roc_auc, roc_curve, tar_at_far, verification_accuracy,
-                           verification_accuracy_l2)
+                           equal_error_rate, roc_auc, roc_curve, tar_at_far, threshold_at_rate,
+                           verification_accuracy, verification_accuracy_l2)
 
 __all__ = [
     'L2_THRESHOLDS', 'TarAtFar', 'allowed_false_accepts', 'contiguous_folds', 'equal_error_rate',
-    'roc_auc', 'roc_curve', 'tar_at_far', 'verification_accuracy', 'verification_accuracy_l2',
-    'visibility_mse', 'visibility_iou', 'mean_visibility', 'SearchOutcome', 'TpirAtFpir',
-    'search_outcome', 'concatenate_outcomes', 'cmc_rates', 'tpir_at_fpir', 'shortlist_recall',
-    'standardise'
+    'roc_auc', 'roc_curve', 'tar_at_far', 'threshold_at_rate', 'verification_accuracy',
+    'verification_accuracy_l2', 'visibility_mse', 'visibility_iou', 'mean_visibility',
+    'SearchOutcome', 'TpirAtFpir', 'search_outcome', 'concatenate_outcomes', 'cmc_rates',
+    'tpir_at_fpir', 'shortlist_recall', 'standardise'
 ]

@@ -21,12 +21,16 @@ Pure numpy. Protocol (closed and open set, as in IJB-B/C 1:N and NIST FRVT repor
   does for impostors); TPIR is the fraction of mated probes whose own identity is at rank 1
   *and* scores above ``t``. ``1 - TPIR`` is the rank-1 FNIR of NIST FRVT.
 """
-import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from .verification import allowed_false_accepts
+from .verification import threshold_at_rate
+
+# Issued by ``threshold_at_rate`` when an FPIR target allows no false positive.
+_FPIR_ZERO_WARNING = ('FPIR={rate:g} with {n} non-mated probes allows {expected:.3g} false '
+                      'positives: the threshold is the highest non-mated score (TPIR at zero '
+                      'false positives)')
 
 __all__ = [
     'SearchOutcome', 'TpirAtFpir', 'search_outcome', 'concatenate_outcomes', 'cmc_rates',
@@ -204,17 +208,8 @@ def tpir_at_fpir(outcome: SearchOutcome, fpirs: Sequence[float] = (1e-2, )) -> L
     points = []
     for fpir in fpirs:
         fpir = float(fpir)
-        if not 0 < fpir <= 1:
-            raise ValueError(f'FPIR targets must lie in (0, 1], got {fpir}')
-        allowed = allowed_false_accepts(fpir, n)
-        if allowed == 0:
-            warnings.warn(
-                f'FPIR={fpir:g} with {n} non-mated probes allows {fpir * n:.3g} false '
-                'positives: the threshold is the highest non-mated score (TPIR at zero false '
-                'positives)',
-                stacklevel=2)
         # Allowing every non-mated probe leaves no constraint: TPIR is then the rank-1 rate.
-        threshold = non_mated[allowed] if allowed < n else -np.inf
+        threshold = threshold_at_rate(non_mated, fpir, 'FPIR', _FPIR_ZERO_WARNING, -np.inf)
         points.append(
             TpirAtFpir(fpir, float(np.count_nonzero(hit_score > threshold) / num_mated),
                        float(threshold), int(n), float(np.mean(non_mated > threshold))))

@@ -16,6 +16,9 @@ L2_THRESHOLDS = np.arange(0, 4, 0.01)
 # Relative slack on ``rate * count`` so that representation error (0.29 * 100 =
 # 28.999999999999996) does not cost one allowed false accept.
 _RATE_SLACK = 1e-9
+# Issued by ``threshold_at_rate`` when a FAR target allows no false accept.
+_FAR_ZERO_WARNING = ('FAR={rate:g} with {n} impostor pairs allows {expected:.3g} false accepts: '
+                     'the threshold is the highest impostor score (TAR at zero false accepts)')
 
 
 def allowed_false_accepts(rate: float, count: int) -> int:
@@ -23,9 +26,39 @@ def allowed_false_accepts(rate: float, count: int) -> int:
 
     ``floor(rate * count)``, computed with a relative slack of 1e-9 so that a rate that is
     exact in decimal (0.29 of 100) is not rounded down by binary representation error.
-    Shared by :func:`tar_at_far` and the identification FPIR operating points.
+    Used by :func:`threshold_at_rate`.
     """
     return math.floor(rate * count * (1 + _RATE_SLACK))
+
+
+def threshold_at_rate(negatives: np.ndarray, rate: float, rate_name: str, zero_warning: str,
+                      below_all: float) -> float:
+    """Score threshold that at most ``k = floor(rate * n)`` of ``n`` negative scores exceed.
+
+    The ``(k+1)``-th highest negative score (fewer exceed it when scores tie there). Shared by
+    :func:`tar_at_far` (impostor pairs) and the identification FPIR operating points (non-mated
+    probes).
+
+    Args:
+        negatives (np.ndarray): ``[n]`` negative scores sorted in descending order, ``n >= 1``.
+        rate (float): the target rate in ``(0, 1]``.
+        rate_name (str): the rate's name in the error message, e.g. ``'FAR'``.
+        zero_warning (str): warning issued when ``rate * n < 1`` (no false accept allowed); a
+            :meth:`str.format` template with the fields ``rate``, ``n`` and ``expected``
+            (``rate * n``).
+        below_all (float): the threshold when every negative may score above it.
+
+    Returns:
+        float: the threshold.
+    """
+    if not 0 < rate <= 1:
+        raise ValueError(f'{rate_name} targets must lie in (0, 1], got {rate}')
+    n = negatives.size
+    allowed = allowed_false_accepts(rate, n)
+    if allowed == 0:
+        # stacklevel 3: blame the code that called the public metric, not the metric itself.
+        warnings.warn(zero_warning.format(rate=rate, n=n, expected=rate * n), stacklevel=3)
+    return negatives[allowed] if allowed < n else below_all
 
 
 class TarAtFar(NamedTuple):
@@ -209,18 +242,12 @@ def tar_at_far(scores: Sequence[float],
         raise ValueError('tar_at_far needs both genuine and impostor pairs, got '
                          f'{genuine.size} and {impostor.size}')
     n = impostor.size
+    # Allowing every impostor: just below the lowest score, so that every pair is accepted.
+    below_all = np.nextafter(impostor[-1], -np.inf)
     points = []
     for far in fars:
         far = float(far)
-        if not 0 < far <= 1:
-            raise ValueError(f'FAR targets must lie in (0, 1], got {far}')
-        allowed = allowed_false_accepts(far, n)
-        if allowed == 0:
-            warnings.warn(
-                f'FAR={far:g} with {n} impostor pairs allows {far * n:.3g} false accepts: the '
-                'threshold is the highest impostor score (TAR at zero false accepts)',
-                stacklevel=2)
-        threshold = impostor[allowed] if allowed < n else np.nextafter(impostor[-1], -np.inf)
+        threshold = threshold_at_rate(impostor, far, 'FAR', _FAR_ZERO_WARNING, below_all)
         points.append(
             TarAtFar(far, float(np.mean(genuine > threshold)), float(threshold), int(n),
                      float(np.mean(impostor > threshold))))
