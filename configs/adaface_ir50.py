@@ -12,6 +12,10 @@
 #   the best checkpoint is chosen on their mean accuracy.
 #
 # Train: tools/dist_train.sh configs/adaface_ir50.py 8 [--amp] [--auto-scale-lr]
+# Processes per rank: 8 persistent training workers, plus at most 2 validation workers while a
+# set is evaluated (val_loader_common; not persistent). With num_workers=0 for a loader,
+# tools/train.py and tools/test.py turn its persistent_workers off; --no-persistent-workers /
+# --no-pin-memory apply to every loader.
 _base_ = [
     '_base_/models/adaface_ir50.py',
     '_base_/datasets/casia_webface_rec.py',

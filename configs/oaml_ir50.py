@@ -17,6 +17,10 @@
 # Train:  tools/dist_train.sh configs/oaml_ir50.py 8 [--amp] [--auto-scale-lr]
 # Resume: tools/dist_train.sh configs/oaml_ir50.py 8 --resume
 # Faster convolutions: --cfg-options model.data_preprocessor.channels_last=True
+# Processes per rank: 8 training workers and 2 occluded + 1 clean (occlusion stream), all
+# persistent, plus at most 2 validation workers while a set is evaluated (val_loader_common; not
+# persistent). With num_workers=0 for a loader, tools/train.py and tools/test.py turn its
+# persistent_workers off; --no-persistent-workers / --no-pin-memory apply to every loader.
 _base_ = [
     '_base_/models/oaml_ir50.py',
     '_base_/datasets/casia_webface_rec.py',

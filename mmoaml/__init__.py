@@ -1,5 +1,6 @@
 """mmoaml: occlusion-aware face recognition (OAML) for OpenMMLab."""
-# Importing fileio installs mmoaml's safe checkpoint loader into MMEngine (fileio/checkpoint.py).
+# fileio stays importable as mmoaml.fileio; importing it changes nothing in MMEngine (the safe
+# checkpoint loader is installed by mmoaml's entry points, see fileio/checkpoint.py).
 from . import fileio  # noqa: F401
 from .version import __version__, version_info
 

@@ -10,6 +10,12 @@ The table has one row per test set and, per score type, the accuracy and TAR@FAR
 plus their mean over the sets. Without CUDA, a distributed launch runs over gloo on CPU
 processes. Checkpoints load through mmoaml's safe loader; ``--trust-checkpoint`` opts in to
 full unpickling for a trusted file that needs more than weights and MMEngine's state.
+
+The checkpoint must fit the model: missing, unexpected or mis-shaped keys are an error that
+lists them (and points to the AdaFace converter for unconverted AdaFace keys), and NaN/inf
+weights are an error naming the tensors, so no table is ever printed for a randomly
+initialised or broken model. ``--non-strict`` loads the matching keys of a partial checkpoint
+with a warning listing the others.
 """
 import argparse
 import contextlib
@@ -26,14 +32,16 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
+from mmengine.runner import CheckpointLoader, Runner
 
 from mmoaml.engine import setup_cpu_distributed
 from mmoaml.evaluation import format_results_table
 from mmoaml.evaluation.metrics.face_verification import SCORE_TYPES
-from mmoaml.fileio import DUMP_METRICS_FILE, trusted_checkpoints
+from mmoaml.fileio import (DUMP_METRICS_FILE, CheckpointMismatchError,
+                           install_safe_checkpoint_loader, load_model_state, trusted_checkpoints)
 from mmoaml.registry import RUNNERS
 from mmoaml.utils import register_all_modules
+from mmoaml.utils.setup_env import setup_dataloaders
 from mmoaml.visualization import draw_visibility_grid
 
 _VERIFICATION_METRICS = ('FaceVerificationMetric', 'mmoaml.FaceVerificationMetric')
@@ -62,6 +70,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='fully unpickle the checkpoint (can run code from the file: trusted files only)')
     parser.add_argument(
+        '--non-strict',
+        action='store_true',
+        help='load a checkpoint whose keys differ from the model\'s: the matching keys are '
+        'loaded, the others listed in a warning (default: an error)')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='set pin_memory=False in every dataloader of the config')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='set persistent_workers=False in every dataloader of the config')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -87,6 +108,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg.resume = False
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    setup_dataloaders(cfg, args.no_pin_memory, args.no_persistent_workers)
     if args.dump is not None:
         add_feature_dump(cfg, args.dump)
     if cfg.launcher != 'none' and not torch.cuda.is_available():
@@ -149,6 +171,39 @@ def _plain(cfg) -> dict:
     return cfg.to_dict() if isinstance(cfg, ConfigDict) else copy.deepcopy(dict(cfg))
 
 
+def load_checkpoints_checked(runner: Runner, strict: bool = True) -> None:
+    """Make ``runner`` load its checkpoint through mmoaml's checks instead of MMEngine's.
+
+    MMEngine's ``Runner.load_checkpoint`` loads with ``strict=False`` and accepts NaN weights,
+    so a checkpoint of other keys leaves the model randomly initialised and still gives a
+    results table. ``runner.test()`` calls ``load_checkpoint`` after the ``before_run`` hooks
+    (checkpoint-related hooks rely on that order); this replaces it on this runner only with
+    the same steps: load, ``after_load_checkpoint`` hooks, then
+    :func:`mmoaml.fileio.load_model_state`.
+
+    Args:
+        runner (Runner): The runner whose ``load_from`` is the checkpoint.
+        strict (bool): Missing or unexpected keys are an error. Defaults to True.
+    """
+
+    def load_checkpoint(filename: str, map_location='cpu', **_) -> dict:
+        checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+        runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        try:
+            load_model_state(model, checkpoint, filename, strict=strict)
+        except CheckpointMismatchError as error:
+            if error.mismatched:  # shapes cannot be loaded either way
+                raise
+            raise CheckpointMismatchError(
+                f'{error} Pass --non-strict to load the matching keys anyway.', error.missing,
+                error.unexpected) from None
+        runner.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    runner.load_checkpoint = load_checkpoint
+
+
 def evaluated_sets(runner: Runner) -> List[Tuple[str, torch.utils.data.DataLoader]]:
     """``(name, loader)`` of every test set, in evaluation order."""
     loop = runner.test_loop
@@ -190,8 +245,10 @@ def save_visibility_grids(runner: Runner, out_dir: str, num_images: int) -> List
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     args = parse_args(argv)
     register_all_modules(init_default_scope=False)
+    install_safe_checkpoint_loader()  # as register_all_modules does; stated for the reader
     cfg = merge_args(Config.fromfile(args.config), args)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    load_checkpoints_checked(runner, strict=not args.non_strict)
     trust = trusted_checkpoints() if args.trust_checkpoint else contextlib.nullcontext()
     with trust:
         metrics = runner.test()

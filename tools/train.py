@@ -1,11 +1,19 @@
 """Train a model from a config (MMPretrain-style arguments).
 
-    python tools/train.py configs/oaml_ir50.py [--work-dir DIR] [--resume [CKPT]] [--amp]
+    python tools/train.py configs/oaml_ir50.py [--work-dir DIR] [--resume [CKPT|auto]] [--amp]
     tools/dist_train.sh configs/oaml_ir50.py 8
 
 Without CUDA, a distributed launch runs DDP over gloo on CPU processes. ``--amp`` selects
 ``AutocastOptimWrapper`` everywhere: float16 with dynamic loss scaling on CUDA (``--amp-dtype
 bfloat16`` for bf16), bfloat16 on the CPU; non-finite losses stay skipped.
+
+``--resume`` alone resumes from the latest checkpoint of the work dir and is an error when
+there is none; ``--resume auto`` resumes when there is one and else starts afresh (MMEngine's
+``resume=True``); ``--resume CKPT`` resumes from that file. Before the Runner is built, the
+config is checked for mistakes that would otherwise only show as a useless run (a PKSampler
+batch size that differs from its loader's), and every loader with ``num_workers=0`` gets
+``persistent_workers=False``. Checkpoints load through mmoaml's safe loader
+(``mmoaml.fileio.checkpoint``).
 """
 import argparse
 import os
@@ -14,11 +22,19 @@ from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
 
+from mmoaml.datasets.samplers.pk_sampler import check_pk_batch_size
 from mmoaml.engine import setup_cpu_distributed
+from mmoaml.fileio import install_safe_checkpoint_loader
 from mmoaml.registry import RUNNERS
 from mmoaml.utils import register_all_modules
+from mmoaml.utils.setup_env import setup_dataloaders
+
+#: ``--resume`` without a value: the work dir's latest checkpoint, which must exist.
+RESUME_LATEST = 'latest'
+#: ``--resume auto``: the latest checkpoint if there is one, else a fresh start.
+RESUME_AUTO = 'auto'
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,9 +45,11 @@ def parse_args() -> argparse.Namespace:
         '--resume',
         nargs='?',
         type=str,
-        const='auto',
-        help='resume from the given checkpoint, or, without a value, from the latest '
-        'checkpoint in the work dir')
+        const=RESUME_LATEST,
+        metavar='CKPT|auto',
+        help='resume from the given checkpoint; without a value, from the latest checkpoint in '
+        'the work dir (an error if there is none); "auto": from the latest if there is one, '
+        'else start from scratch')
     parser.add_argument('--amp', action='store_true', help='enable mixed-precision training')
     parser.add_argument(
         '--amp-dtype',
@@ -44,6 +62,14 @@ def parse_args() -> argparse.Namespace:
         '--auto-scale-lr',
         action='store_true',
         help='scale the lr by total batch / auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='set pin_memory=False in every dataloader of the config')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='set persistent_workers=False in every dataloader of the config')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -89,7 +115,12 @@ def amp_optim_wrapper(cfg: Config, dtype: Optional[str]) -> None:
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """Apply the command line to ``cfg``: ``--cfg-options`` first, then the named flags."""
+    """Apply the command line to ``cfg``: ``--cfg-options`` first, then the named flags.
+
+    Then checks the result: a bare ``--resume`` needs a checkpoint in the work dir, a
+    PKSampler's ``batch_size`` must be its loader's; and loaders without workers get
+    ``persistent_workers=False``.
+    """
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
@@ -99,9 +130,20 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         amp_optim_wrapper(cfg, args.amp_dtype)
-    if args.resume == 'auto':
+    if args.resume == RESUME_AUTO:
         cfg.resume = True
         cfg.load_from = None
+    elif args.resume == RESUME_LATEST:
+        # MMEngine's resume=True starts from scratch when there is nothing to resume, which
+        # turns a wrong --work-dir into a silent new run.
+        latest = find_latest_checkpoint(cfg.work_dir)
+        if latest is None:
+            raise FileNotFoundError(
+                f'--resume: no checkpoint to resume in the work dir {cfg.work_dir} (no '
+                'last_checkpoint file); give --resume CKPT, or --resume auto to start from '
+                'scratch when there is none')
+        cfg.resume = True
+        cfg.load_from = latest
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
@@ -114,12 +156,15 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             raise ValueError(f'--auto-scale-lr: {args.config} has no auto_scale_lr '
                              '(base_batch_size) setting')
         cfg.auto_scale_lr.enable = True
+    setup_dataloaders(cfg, args.no_pin_memory, args.no_persistent_workers)
+    check_pk_batch_size(cfg.get('train_dataloader'))
     return cfg
 
 
 def main() -> None:
     args = parse_args()
     register_all_modules(init_default_scope=False)
+    install_safe_checkpoint_loader()  # as register_all_modules does; stated for the reader
     cfg = merge_args(Config.fromfile(args.config), args)
     if cfg.launcher != 'none' and not torch.cuda.is_available():
         setup_cpu_distributed(cfg)

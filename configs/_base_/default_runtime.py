@@ -8,6 +8,8 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Refuses to save a checkpoint that holds a NaN/inf weight, buffer or optimizer state.
+    finite_checkpoint=dict(type='FiniteCheckpointHook'),
 )
 
 env_cfg = dict(

@@ -1,6 +1,6 @@
 """The base of mmoaml's face datasets: images decoded in ``prepare_data``, corrupt-sample policy."""
 import logging
-from typing import List
+from typing import List, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -9,7 +9,11 @@ from mmengine.logging import print_log
 
 from mmoaml.fileio.image import CorruptImageError, decode_image, read_image
 
-__all__ = ['BaseFaceDataset']
+__all__ = ['BaseFaceDataset', 'SPARSE_LABEL_LIMIT']
+
+#: Labels below this are accepted from any file, however few samples it holds (see
+#: ``BaseFaceDataset.label_limit``); ``classes`` then costs at most about 70 MB.
+SPARSE_LABEL_LIMIT = 1 << 20
 
 
 class BaseFaceDataset(BaseDataset):
@@ -84,6 +88,43 @@ class BaseFaceDataset(BaseDataset):
         raise RuntimeError(f'{type(self).__name__}: none of the {n} samples could be read '
                            f'(all skipped as corrupt or missing)')
 
+    @classmethod
+    def label_limit(cls, num_samples: int) -> int:
+        """Exclusive upper bound of the identity labels of a file with ``num_samples`` samples.
+
+        ``max(num_samples, SPARSE_LABEL_LIMIT)``: labels may leave gaps (a subset keeps its
+        full set's numbering, e.g. Glint360K's 360k identities), but ``classes`` holds one
+        entry per label up to the largest, so a label read from a file must not make it
+        outgrow both the file and the limit (a label of 10**9 would cost about 60 GB).
+        """
+        return max(int(num_samples), SPARSE_LABEL_LIMIT)
+
+    @classmethod
+    def check_label(cls, value: Union[int, float], num_samples: int, where: str) -> int:
+        """An identity label read from a file, as an int in ``[0, label_limit(num_samples))``.
+
+        Args:
+            value (int | float): the label as read (a RecordIO header stores float32).
+            num_samples (int): samples in the file, see :meth:`label_limit`.
+            where (str): the file and line, record or offset, for the message.
+
+        Raises:
+            ValueError: not a finite integer, negative, or past the limit (named by ``where``).
+        """
+        if not isinstance(value, (int, np.integer)):
+            value = float(value)
+            if not value.is_integer():  # also NaN and inf
+                raise ValueError(f'{where}: non-integer label {value!r}')
+        label = int(value)
+        if label < 0:
+            raise ValueError(f'{where}: identity labels must be >= 0, got {label}')
+        limit = cls.label_limit(num_samples)
+        if label >= limit:
+            raise ValueError(
+                f'{where}: label {label} is too large for a file of {num_samples} samples '
+                f'(labels must be below {limit}: each label up to the largest becomes a class)')
+        return label
+
     def set_classes_from_labels(self, labels: np.ndarray, source: str) -> None:
         """Set ``metainfo['classes']`` for integer identity labels stored in the data itself.
 
@@ -93,14 +134,13 @@ class BaseFaceDataset(BaseDataset):
         holds a class no sample trains.
 
         Args:
-            labels (np.ndarray): every sample's label.
+            labels (np.ndarray): every sample's label, each already passed through
+                :meth:`check_label` by the reader (which knows the line or record).
             source (str): the annotation file, for messages.
         """
         labels = np.asarray(labels)
         if labels.size == 0:
             raise ValueError(f'{source}: no samples found')
-        if labels.min() < 0:
-            raise ValueError(f'{source}: identity labels must be >= 0, found {labels.min()}')
         num_classes = int(labels.max()) + 1
         num_present = len(np.unique(labels))
         if num_present != num_classes:

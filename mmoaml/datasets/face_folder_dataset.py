@@ -29,7 +29,8 @@ class FaceFolderDataset(BaseFaceDataset):
       name. Folders without images are left out (with a warning), so every class has samples.
       This is the layout AdaFace's ``convert.py --make_image_files`` writes (``imgs/<label>/``).
     * a list file (``ann_file``, relative to ``data_root``): one sample per line, paths relative
-      to the image root, either ``<path> <label>`` (integer labels used as given; see
+      to the image root, either ``<path> <label>`` (integer labels used as given, each below
+      ``BaseFaceDataset.label_limit`` of the number of lines; see
       ``BaseFaceDataset.set_classes_from_labels``) or ``<path>`` alone (identity = the name of
       the file's parent folder; identities sorted and numbered as in a scan). All lines must use
       one form; blank lines are ignored; paths cannot contain whitespace. Listed files are not
@@ -133,11 +134,12 @@ class FaceFolderDataset(BaseFaceDataset):
         if width == 2:
             labels = []
             for n, fields in rows:
+                where = f'{type(self).__name__}: {path}, line {n}'
                 try:
-                    labels.append(int(fields[1]))
+                    value = int(fields[1])
                 except ValueError:
-                    raise ValueError(f'{type(self).__name__}: {path}, line {n}: label '
-                                     f'{fields[1]!r} is not an integer') from None
+                    raise ValueError(f'{where}: label {fields[1]!r} is not an integer') from None
+                labels.append(self.check_label(value, len(rows), where))
             return rel_paths, labels, None
         names = []
         for (n, _), rel in zip(rows, rel_paths):

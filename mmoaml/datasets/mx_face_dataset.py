@@ -35,7 +35,10 @@ class MXFaceDataset(BaseFaceDataset):
     Every data info holds ``img_path = '<rec file>#<key>'``, ``gt_label`` and ``rec_offset``.
     The ``.rec`` file is opened lazily in each DataLoader worker (see ``RecordIOReader``).
     Malformed files (bad magic, truncated record, ``.idx`` offsets past the end, a header
-    record pointing at missing keys) raise ``RecordIOError`` naming the file.
+    record pointing at missing keys, a label that is not an integer in
+    ``[0, label_limit(number of images))``) raise ``RecordIOError`` naming the file and the
+    record's key and offset. Counts are checked against the ``.idx`` before anything is
+    allocated: an end index needs one ``.idx`` line per image key.
 
     Args:
         data_root (str): folder holding the pack. Defaults to ''.
@@ -72,18 +75,24 @@ class MXFaceDataset(BaseFaceDataset):
     def _image_keys(self, index: Dict[int, int]) -> List[int]:
         if 0 not in index:
             return list(index)
-        header = self.reader.read_header_at(index[0])
+        offset = index[0]
+        header = self.reader.read_header_at(offset)
         if header.flag == 0:
             return list(index)
-        end = int(header.label[0])
-        if end < 2:
-            raise RecordIOError(f'{self.rec_file}: header record 0 gives end index {end}: '
-                                f'no image records')
-        missing = [k for k in range(1, end) if k not in index]
-        if missing:
+        where = f'{self.rec_file}: header record 0 (offset {offset})'
+        value = float(header.label[0])
+        if not np.isfinite(value) or value != int(value) or value < 2:
+            raise RecordIOError(f'{where} gives end index {value}: expected an integer >= 2 '
+                                f'(images are keys 1..end-1)')
+        end = int(value)
+        # Every image key needs its own .idx line: count the keys present instead of listing
+        # the missing ones, so a corrupt end index (3e9) costs no more than the index itself.
+        present = sum(1 for k in index if 1 <= k < end)
+        if present != end - 1:
+            first = next(k for k in range(1, end) if k not in index)
             raise RecordIOError(
-                f'{self.rec_file}: header record 0 says images are keys 1..{end - 1}, but '
-                f'{self.idx_file} lacks {len(missing)} of them (first: {missing[0]})')
+                f'{where} says images are keys 1..{end - 1}, but {self.idx_file} lacks '
+                f'{end - 1 - present} of them (first: {first}; it holds {len(index)} records)')
         return list(range(1, end))
 
     def load_data_list(self) -> List[dict]:
@@ -93,18 +102,21 @@ class MXFaceDataset(BaseFaceDataset):
         is not kept (it would cost ~100 bytes per image in every worker).
         """
         index = load_recordio_index(self.idx_file, self.reader.size)
-        data_list, labels = [], []
-        for key in self._image_keys(index):
-            header = self.reader.read_header_at(index[key])
-            label = header.label[0] if header.flag > 0 else header.label
-            if not np.isfinite(label) or label != int(label):
-                raise RecordIOError(f'{self.rec_file}: record {key} has a non-integer label '
-                                    f'{label}')
-            labels.append(int(label))
+        keys = self._image_keys(index)
+        data_list = []
+        for key in keys:
+            offset = index[key]
+            header = self.reader.read_header_at(offset)
+            value = header.label[0] if header.flag > 0 else header.label
+            try:
+                label = self.check_label(value, len(keys),
+                                         f'{self.rec_file}: record {key} (offset {offset})')
+            except ValueError as err:
+                raise RecordIOError(str(err)) from None
             data_list.append(
-                dict(img_path=f'{self.rec_file}#{key}', gt_label=int(label),
-                     rec_offset=index[key]))
-        self.set_classes_from_labels(np.asarray(labels), self.rec_file)
+                dict(img_path=f'{self.rec_file}#{key}', gt_label=label, rec_offset=offset))
+        self.set_classes_from_labels(
+            np.array([info['gt_label'] for info in data_list], dtype=np.int64), self.rec_file)
         return data_list
 
     def read_image(self, data_info: dict) -> np.ndarray:

@@ -25,6 +25,9 @@ class OccludedFaceDataset(FaceFolderDataset):
     0 = covered by an occluder or not face** (background, hair, the crop's black canvas);
     intermediate values are fractional visibility. ``results['visibility_mask']`` is the mask
     as float32 ``H x W`` in [0, 1] (``value / 255``), 1 = visible, as everywhere in mmoaml.
+    Masks stored as 0/1 are read correctly, decided per file (each mask is its own file): a
+    mask whose largest value is 1 is taken as 0/1 (``value / 1``), since in 0/255 it would
+    mean no pixel more than 1/255 visible; an all-zero mask is fully covered in both.
 
     Samples and labels are listed as in ``FaceFolderDataset`` (a scan of ``img_dir``, or a list
     file with paths relative to ``img_dir``); every listed image must have its mask, which is
@@ -94,5 +97,7 @@ class OccludedFaceDataset(FaceFolderDataset):
         if mask.shape != results['img'].shape[:2]:
             raise ValueError(f'{mask_path}: mask size {mask.shape} differs from its image '
                              f'{img_path} of size {results["img"].shape[:2]}')
-        results['visibility_mask'] = mask.astype(np.float32) / 255.0
+        # One mask per file: a largest value of 1 is a 0/1 mask (see the class docstring).
+        scale = 1.0 if mask.max() == 1 else 255.0
+        results['visibility_mask'] = mask.astype(np.float32) / scale
         return results

@@ -25,7 +25,8 @@ class VerificationBinDataset(BaseFaceDataset):
     Visibility masks (occluded variants): when ``mask_file`` is given, or a sibling
     ``<stem>_masks.npz`` exists (``verification_bin.save_visibility_masks`` describes the
     format), ``results['visibility_mask']`` holds image ``i``'s mask as float32 ``H x W`` in
-    [0, 1] (1 = visible face); otherwise the pipeline falls back to the face-region prior.
+    [0, 1] (1 = visible face; a file of 0/1 masks is scaled, see ``load_visibility_masks``);
+    otherwise the pipeline falls back to the face-region prior.
 
     ``skip_corrupt`` is refused: substituting another image would silently change the pairs.
     ``test_mode`` defaults to True (an evaluation set).

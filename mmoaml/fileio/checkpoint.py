@@ -11,9 +11,19 @@ upstream fix (``weights_only=False``, mmengine#1670) makes every checkpoint able
 Design: one function, :func:`load_checkpoint_file`, decides how every local or http(s)
 checkpoint that MMEngine loads (``resume``, ``load_from``, ``init_cfg=Pretrained``,
 ``load_checkpoint`` in test and inference tools, ``CheckpointHook``'s publishing) is unpickled.
-It is installed at ``import mmoaml`` for the local-file scheme (empty prefix) and for
-``http://``/``https://`` of MMEngine's ``CheckpointLoader`` (no patch of ``torch.load``):
 
+Where it applies: :func:`install_safe_checkpoint_loader` registers it for the local-file scheme
+(empty prefix) and for ``http://``/``https://`` of MMEngine's ``CheckpointLoader`` (no patch of
+``torch.load``). Importing mmoaml installs nothing, so a host project that imports mmoaml's
+models keeps MMEngine's loaders. mmoaml's entry points install it: ``register_all_modules()``
+(``mmoaml.utils``), hence ``tools/train.py`` and ``tools/test.py``, which also call the installer
+themselves; the model converters read their input through :func:`load_checkpoint_file`
+directly. The installation is process-wide and idempotent. Once installed:
+
+* A file that is neither a zip-format ``torch.save`` file nor a legacy torch pickle (a text,
+  JSON or image file, an ``.npz``, random bytes) is refused as :class:`NotACheckpointError`
+  naming the file, before any unpickling; so is a checkpoint that holds no ``state_dict``
+  (a list, an empty dict, a dict of other things) when loaded through ``CheckpointLoader``.
 * By default the file is loaded by torch's weights-only unpickler with, for this call only, an
   allowlist of exactly the objects MMEngine training checkpoints hold: ``HistoryBuffer``, numpy
   ``ndarray`` reconstruction, ``dtype`` and numeric ``numpy.dtypes`` classes, numpy scalars (under
@@ -34,17 +44,26 @@ It is installed at ``import mmoaml`` for the local-file scheme (empty prefix) an
   (process-wide, for command-line tools). The file is then fully unpickled, which can run
   arbitrary code; a warning names the file.
 
+Loading into a model: :func:`load_model_state` checks a loaded checkpoint against the model
+before copying it (``tools/test.py`` loads through it): missing, unexpected or mis-shaped keys
+are an error listing them (with a hint when the keys are an AdaFace or insightface layout that
+needs converting), unless ``strict=False``; NaN/inf weights are always an error naming them.
+
 Other MMEngine schemes (``pavi://``, ``s3://``, ``open-mmlab://``, ``torchvision://``) keep
 MMEngine's loaders and torch's default ``weights_only=True``. Requires torch >= 2.5
 (``torch.serialization.safe_globals``, ``get_unsafe_globals_in_checkpoint``).
 """
+import codecs
 import contextlib
 import contextvars
 import logging
 import os
 import os.path as osp
 import pickle
-from typing import Any, Callable, Dict, Iterator, List, Tuple, Union
+import re
+import zipfile
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
 import numpy as np
@@ -54,8 +73,9 @@ from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner import CheckpointLoader
 
 __all__ = [
-    'UnsafeCheckpointError', 'TRUST_ENV_VAR', 'load_checkpoint_file', 'trusted_checkpoints',
-    'strip_to_weights'
+    'UnsafeCheckpointError', 'NotACheckpointError', 'CheckpointMismatchError', 'TRUST_ENV_VAR',
+    'load_checkpoint_file', 'trusted_checkpoints', 'strip_to_weights',
+    'install_safe_checkpoint_loader', 'checkpoint_state_dict', 'load_model_state'
 ]
 
 #: Setting this environment variable to 1/true/yes opts in to full (code-executing) unpickling.
@@ -72,6 +92,24 @@ _HISTORY_BUFFER_METHODS = frozenset(('min', 'max', 'mean', 'current'))
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint needs unpickling beyond weights and MMEngine's own training state."""
+
+
+class NotACheckpointError(RuntimeError):
+    """The file is not a ``torch.save`` file, or what it holds has no ``state_dict``."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's keys or shapes do not match the model it is loaded into.
+
+    ``missing``, ``unexpected`` and ``mismatched`` hold every key of each kind (empty lists
+    where none).
+    """
+
+    def __init__(self, message: str, missing: Sequence[str] = (), unexpected: Sequence[str] = (),
+                 mismatched: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.missing, self.unexpected = list(missing), list(unexpected)
+        self.mismatched = list(mismatched)
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
@@ -164,6 +202,55 @@ def _describe_refusal(filename: str, refused: List[str], referenced: List[str],
             f'run arbitrary code.')
 
 
+# Legacy (non-zip) torch.save files start with this number, pickled.
+_LEGACY_MAGIC = torch.serialization.MAGIC_NUMBER.to_bytes(10, 'little')
+_ZIP_MAGIC = b'PK\x03\x04'
+_IMAGE_MAGICS = ((b'\x89PNG', 'a PNG image'), (b'\xff\xd8\xff', 'a JPEG image'),
+                 (b'GIF8', 'a GIF image'), (b'BM', 'a BMP image'))
+
+
+def _not_torch_file(filename: str) -> Optional[str]:
+    """What the file is when it cannot be a ``torch.save`` file, else None.
+
+    Only the first bytes are read (and a zip's directory): a zip-format file must hold a
+    ``data.pkl`` record, a legacy one starts with torch's pickled magic number. A zip that
+    cannot be opened (e.g. truncated) is left to ``torch.load``, which reports it as corrupt.
+    """
+    with open(filename, 'rb') as f:
+        head = f.read(64)
+    if not head:
+        return 'an empty file'
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(filename) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return None
+        if any(name == 'data.pkl' or name.endswith('/data.pkl') for name in names):
+            return None
+        return f'a zip archive without data.pkl (e.g. an .npz; entries: {names[:5]})'
+    if head.startswith(b'\x80') and _LEGACY_MAGIC in head:
+        return None
+    for magic, kind in _IMAGE_MAGICS:
+        if head.startswith(magic):
+            return kind
+    try:  # incremental: a multi-byte character cut at byte 64 is not an error
+        text = codecs.getincrementaldecoder('utf-8')().decode(head)
+    except UnicodeDecodeError:
+        text = ''
+    if text and all(c.isprintable() or c.isspace() for c in text):
+        return 'JSON' if text.lstrip()[:1] in ('{', '[') else 'text'
+    return f'binary data of an unknown format (first bytes {head[:8]!r})'
+
+
+def _refuse_non_torch_file(filename: str) -> None:
+    kind = _not_torch_file(filename)
+    if kind is not None:
+        raise NotACheckpointError(
+            f'"{filename}" is not a checkpoint: it is {kind}, not a torch.save file (neither the '
+            'zip format nor a legacy torch pickle); check the path')
+
+
 def load_checkpoint_file(filename: str,
                          map_location: MapLocation = None,
                          trusted: bool = False) -> Any:
@@ -182,6 +269,7 @@ def load_checkpoint_file(filename: str,
 
     Raises:
         FileNotFoundError: ``filename`` is not a file.
+        NotACheckpointError: The file is not a ``torch.save`` file at all (text, image, ...).
         RuntimeError: The file is not a readable ``torch.save`` file (truncated, corrupt).
         UnsafeCheckpointError: The file needs globals beyond the allowlist and trust was not
             given; the message says which, and how to strip or opt in.
@@ -189,6 +277,7 @@ def load_checkpoint_file(filename: str,
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint "{filename}" can not be found')
+    _refuse_non_torch_file(filename)
     if _trust_requested(trusted):
         print_log(
             f'Fully unpickling the trusted checkpoint "{filename}" (weights_only=False).',
@@ -212,9 +301,40 @@ def load_checkpoint_file(filename: str,
         _describe_refusal(filename, refused, referenced, str(failure))) from failure
 
 
+def checkpoint_state_dict(checkpoint: Any, filename: str) -> Mapping[str, Any]:
+    """The weights of a loaded checkpoint, or an error naming ``filename``.
+
+    Accepts what MMEngine loads into a model: a dict with a non-empty ``state_dict`` dict, or a
+    bare non-empty dict of tensors.
+
+    Raises:
+        NotACheckpointError: ``checkpoint`` is not a dict, its ``state_dict`` is not a dict or
+            is empty, or it has no ``state_dict`` and is not a dict of tensors.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise NotACheckpointError(f'checkpoint "{filename}" holds a {type(checkpoint).__name__}, '
+                                  'not a dict with a "state_dict"')
+    if 'state_dict' in checkpoint:
+        state_dict = checkpoint['state_dict']
+        if not isinstance(state_dict, Mapping):
+            raise NotACheckpointError(f'checkpoint "{filename}": "state_dict" is a '
+                                      f'{type(state_dict).__name__}, not a dict of weights')
+        if not state_dict:
+            raise NotACheckpointError(f'checkpoint "{filename}" holds an empty "state_dict" '
+                                      '(no weights)')
+        return state_dict
+    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return checkpoint  # a bare state dict, which MMEngine loads as it is
+    keys = [str(k) for k in checkpoint][:10]
+    raise NotACheckpointError(f'checkpoint "{filename}" has no "state_dict" and is not a dict of '
+                              f'tensors; its {len(checkpoint)} top-level keys: {keys}')
+
+
 def load_from_local_safe(filename: str, map_location: MapLocation = None) -> Any:
     """``CheckpointLoader`` scheme for local paths (replaces MMEngine's ``load_from_local``)."""
-    return load_checkpoint_file(filename, map_location)
+    checkpoint = load_checkpoint_file(filename, map_location)
+    checkpoint_state_dict(checkpoint, filename)
+    return checkpoint
 
 
 def load_from_http_safe(filename: str, map_location: MapLocation = None) -> Any:
@@ -233,7 +353,9 @@ def load_from_http_safe(filename: str, map_location: MapLocation = None) -> Any:
         torch.hub.download_url_to_file(filename, cached, progress=False)
     if world_size > 1:
         barrier()
-    return load_checkpoint_file(cached, map_location)
+    checkpoint = load_checkpoint_file(cached, map_location)
+    checkpoint_state_dict(checkpoint, f'{filename} ({cached})')
+    return checkpoint
 
 
 def _plain(value: Any) -> Tuple[bool, Any]:
@@ -301,7 +423,123 @@ def strip_to_weights(src: str, dst: str, trusted: bool = False) -> Dict[str, Any
     return stripped
 
 
-CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_safe, force=True)
-CheckpointLoader.register_scheme(
-    prefixes=('http://', 'https://'), loader=load_from_http_safe, force=True)
+def install_safe_checkpoint_loader() -> None:
+    """Load local and http(s) checkpoints of MMEngine's ``CheckpointLoader`` through mmoaml.
+
+    Process-wide and idempotent; mmoaml's entry points call it (see the module docstring).
+    """
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_safe, force=True)
+    CheckpointLoader.register_scheme(
+        prefixes=('http://', 'https://'), loader=load_from_http_safe, force=True)
+
+
+# Key prefixes of checkpoints that need converting before an mmoaml model can load them.
+_ADAFACE_PREFIXES = ('model.', 'head.', 'input_layer.', 'body.', 'output_layer.')
+_INSIGHTFACE_PREFIXES = ('features.', 'conv1.', 'bn1.', 'prelu.', 'layer1.', 'layer2.',
+                         'layer3.', 'layer4.', 'bn2.', 'fc.')
+#: Keys of each kind listed in a mismatch or non-finite error.
+_LISTED = 10
+
+
+def _listing(keys: Sequence[str]) -> str:
+    more = f', ... ({len(keys) - _LISTED} more)' if len(keys) > _LISTED else ''
+    return ', '.join(keys[:_LISTED]) + more
+
+
+def _foreign_layout(unexpected: Sequence[str], model_keys: Sequence[str]) -> str:
+    """A hint when most unexpected keys are an AdaFace or insightface layout, else ''."""
+    for prefixes, hint in (
+        (_ADAFACE_PREFIXES, 'The keys look like an AdaFace checkpoint (model.* / head.* or '
+         'input_layer.* / body.*): convert it first with python '
+         'tools/model_converters/adaface_to_mmoaml.py SRC.ckpt DST.pth.'),
+        (_INSIGHTFACE_PREFIXES, 'The keys look like an insightface (ArcFace iresnet) checkpoint '
+         '(conv1.* / layer1.* / features.*), not an mmoaml one; weights need converting to '
+         "mmoaml's keys first (tools/model_converters/adaface_to_mmoaml.py converts AdaFace "
+         'checkpoints, not this layout).'),
+    ):
+        foreign = [k for k in prefixes if not any(m.startswith(k) for m in model_keys)]
+        hits = [k for k in unexpected if k.startswith(tuple(foreign))] if foreign else []
+        if hits and 2 * len(hits) >= len(unexpected):
+            return ' ' + hint
+    return ''
+
+
+def _non_finite(state_dict: Mapping[str, Any]) -> List[str]:
+    """``name (n NaN, m inf)`` of every floating-point tensor holding NaN or inf."""
+    found = []
+    for key, value in state_dict.items():
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            continue
+        if bool(torch.isfinite(value).all()):
+            continue
+        nan, inf = int(torch.isnan(value).sum()), int(torch.isinf(value).sum())
+        found.append(f'{key} ({nan} NaN, {inf} inf)')
+    return found
+
+
+def load_model_state(model: torch.nn.Module,
+                     checkpoint: Any,
+                     filename: str,
+                     strict: bool = True,
+                     revise_keys: Sequence[Tuple[str, str]] = ((r'^module\.', ''), )) -> None:
+    """Copy a loaded checkpoint's weights into ``model`` after checking that they fit.
+
+    Args:
+        model (nn.Module): The model (unwrapped) that receives the weights.
+        checkpoint: What :func:`load_checkpoint_file` or ``CheckpointLoader`` returned.
+        filename (str): The checkpoint's name, for the messages.
+        strict (bool): Missing or unexpected keys are an error; with False they are logged
+            as a warning and the matching keys are loaded. Defaults to True.
+        revise_keys (Sequence[tuple[str, str]]): ``(pattern, replacement)`` applied to every
+            checkpoint key first, as in MMEngine. Defaults to stripping a DDP ``module.``.
+
+    Raises:
+        NotACheckpointError: The checkpoint holds no weights (see :func:`checkpoint_state_dict`).
+        ValueError: Some weights are NaN or inf (named); never loaded.
+        CheckpointMismatchError: Shapes differ (always), or keys are missing or unexpected
+            (with ``strict``). The first 10 keys of each kind are listed with their counts.
+    """
+    state_dict = checkpoint_state_dict(checkpoint, filename)
+    # Version metadata (e.g. BatchNorm's) travels with the dict, as in MMEngine.
+    metadata = getattr(state_dict, '_metadata', None)
+    for pattern, replacement in revise_keys:
+        state_dict = OrderedDict((re.sub(pattern, replacement, k), v)
+                                 for k, v in state_dict.items())
+    non_finite = _non_finite(state_dict)
+    if non_finite:
+        raise ValueError(f'checkpoint "{filename}" has non-finite weights (NaN/inf) in '
+                         f'{len(non_finite)} tensors: {_listing(non_finite)}; the run that '
+                         'wrote it diverged or the file is damaged')
+    expected = model.state_dict()
+    # BatchNorm's counter is absent from older checkpoints and unused in eval; MMEngine ignores
+    # it too.
+    missing = [k for k in expected
+               if k not in state_dict and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        k for k, v in state_dict.items()
+        if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f'{len(missing)} missing keys (in the model, not in the checkpoint): '
+                     f'{_listing(missing)}')
+    if unexpected:
+        parts.append(f'{len(unexpected)} unexpected keys (in the checkpoint, not in the '
+                     f'model): {_listing(unexpected)}')
+    if mismatched:
+        shapes = [f'{k} {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}'
+                  for k in mismatched]
+        parts.append(f'{len(mismatched)} shape mismatches: {_listing(shapes)}')
+    if parts:
+        message = (f'checkpoint "{filename}" does not match the model: ' + '; '.join(parts) +
+                   '.' + _foreign_layout(unexpected, list(expected)))
+        if strict or mismatched:
+            raise CheckpointMismatchError(message, missing, unexpected, mismatched)
+        print_log(f'{message} Loading the matching keys only (strict=False).', logger='current',
+                  level=logging.WARNING)
+    matching = OrderedDict((k, v) for k, v in state_dict.items() if k in expected)
+    if metadata is not None:
+        matching._metadata = metadata
+    model.load_state_dict(matching, strict=False)
 

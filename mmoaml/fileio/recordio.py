@@ -20,7 +20,9 @@ MXNet RecordIO; this module reads and writes that format without MXNet. Format f
 The reader opens the ``.rec`` file lazily in each process, so a dataset holding it can be
 forked into DataLoader workers (a file descriptor inherited across ``fork`` shares its offset,
 and concurrent ``seek``/``read`` from several workers would interleave), and it can be pickled
-for ``spawn`` (the open file is not part of its state).
+for ``spawn`` (the open file is not part of its state). Every length it reads (a part's
+``lrecord``, a header's ``flag``) is checked against the bytes left in the ``.rec`` file
+before anything is read or allocated, so a corrupt header costs at most the file's size.
 """
 import os
 import struct
@@ -186,6 +188,12 @@ class RecordIOReader:
         return self._file
 
     def _read_exact(self, f: BinaryIO, n: int, offset: int, what: str) -> bytes:
+        # FileIO.read(n) allocates n bytes before reading: a length field (up to 512 MiB, or
+        # 16 GiB of label array) must be checked against the bytes left, not trusted.
+        left = max(self.size - f.tell(), 0)
+        if n > left:
+            raise RecordIOError(f'{self.rec_path}: truncated record at offset {offset}: '
+                                f'{what} needs {n} bytes, {left} left in the file')
         data = f.read(n)
         if len(data) != n:
             raise RecordIOError(f'{self.rec_path}: truncated record at offset {offset}: '

@@ -7,25 +7,33 @@ files were pickled by Python 2 (protocol 2), where the byte strings are ``str`` 
 load as ``bytes`` with ``encoding='bytes'``.
 
 Safety: a pickle can call any importable function while it loads. Such a file only ever holds
-lists, tuples, byte strings and booleans, none of which needs an import, so
-:func:`load_verification_bin` unpickles with an unpickler that resolves **no** global at all:
-any reference to a class or function (``os.system``, ``builtins.eval``, and equally
+lists, tuples, byte strings and booleans, so :func:`load_verification_bin` unpickles with an
+unpickler that resolves **one** global only: ``_codecs.encode``, which Python 3 pickles
+(protocols 0-2) use to rebuild a byte string as ``_codecs.encode(<str>, 'latin1')``; it is
+replaced by a function that performs exactly that call and refuses any other arguments. Every
+other reference to a class or function (``os.system``, ``builtins.eval``, and equally
 ``numpy`` scalars or arrays) is refused before it can be called, with a
 :class:`UnsafeVerificationBinError` naming the file and the global. Variants that store numpy
 objects are deliberately not accepted: admitting numpy's reconstruction helpers would widen what
 an untrusted file can make the loader do; convert such a file once, in a trusted environment,
-with :func:`dump_verification_bin`.
+with :func:`dump_verification_bin`. Before unpickling, every length and memo index in the
+stream is checked against the file's size (the unpickler allocates a counted string before
+reading it), so a corrupt file cannot make the loader allocate more than it holds.
 
 Occluded variants may come with per-image ground-truth visibility masks in a sibling file
 ``<stem>_masks.npz`` (see :func:`save_visibility_masks`).
 """
-import io
+import logging
+import mmap
+import os
 import os.path as osp
 import pickle
+import pickletools
 import struct
 from typing import List, Sequence, Tuple
 
 import numpy as np
+from mmengine.logging import print_log
 
 from .npz import open_npz
 
@@ -40,22 +48,70 @@ class UnsafeVerificationBinError(pickle.UnpicklingError):
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
-    """Unpickles only objects that need no import (lists, tuples, bytes, str, numbers, bools)."""
+    """Unpickles only plain data (lists, tuples, bytes, str, numbers, bools) and the byte
+    strings of Python 3's protocols 0-2 (``_codecs.encode(<str>, 'latin1')``)."""
 
-    def __init__(self, file: io.BufferedIOBase, source: str) -> None:
+    def __init__(self, file: mmap.mmap, source: str) -> None:
         super().__init__(file, encoding='bytes')
         self._source = source
 
     def find_class(self, module: str, name: str):
-        # Every global, including numpy's, is refused: see the module docstring.
+        if (module, name) == ('_codecs', 'encode'):
+            return self._latin1_bytes
+        # Every other global, including numpy's, is refused: see the module docstring.
         raise UnsafeVerificationBinError(
             f'refusing to load {self._source}: the pickle references global {module}.{name} '
             f'(a verification .bin holds only byte strings and booleans; a global could run '
             f'code)')
 
+    def _latin1_bytes(self, *args, **kwargs) -> bytes:
+        """``_codecs.encode(text, 'latin1')`` for a ``str`` text, the only call allowed."""
+        # 'latin1' is the one spelling CPython's picklers (C and Python) write.
+        if (kwargs or len(args) != 2 or type(args[0]) is not str or type(args[1]) is not str
+                or args[1] != 'latin1'):
+            shown = ', '.join(
+                repr(a) if isinstance(a, str) and len(a) <= 32 else type(a).__name__
+                for a in args)
+            raise UnsafeVerificationBinError(
+                f'refusing to load {self._source}: the pickle calls _codecs.encode({shown}'
+                f'{", **kwargs" if kwargs else ""}); only _codecs.encode(<str>, \'latin1\'), '
+                f'how Python 3 pickles a byte string, is allowed')
+        return args[0].encode('latin1')
+
     def persistent_load(self, pid):
         raise UnsafeVerificationBinError(
             f'refusing to load {self._source}: the pickle uses persistent id {pid!r}')
+
+
+#: Opcodes that store into the memo at an index given in the stream.
+_MEMO_PUTS = frozenset(('PUT', 'BINPUT', 'LONG_BINPUT'))
+
+
+def _check_stream(buf: mmap.mmap, size: int, path: str) -> None:
+    """Refuse a pickle whose lengths or memo indices exceed what its ``size`` bytes can hold.
+
+    The C unpickler allocates a counted string (``BINBYTES8``, ``BYTEARRAY8``) before reading
+    it and grows its memo to twice a ``PUT`` index, so a 20-byte file could ask for gigabytes.
+    ``pickletools.genops`` reads each argument from the mapping, which returns no more than
+    the file holds, and fails on a short one; a memo index must be below the file's size
+    (Python's picklers number memo entries 0, 1, 2, ..., each entry costs at least 2 bytes).
+    """
+    ops = pickletools.genops(buf)
+    try:
+        while True:
+            pos = buf.tell()  # where the next opcode starts
+            try:
+                opcode, arg, _ = next(ops)
+            except StopIteration:
+                return
+            except Exception as err:
+                raise ValueError(f'{path}: not a readable verification .bin pickle (opcode at '
+                                 f'byte {pos}: {type(err).__name__}: {err})') from err
+            if opcode.name in _MEMO_PUTS and not 0 <= arg < size:
+                raise ValueError(f'{path}: memo index {arg} at byte {pos} is beyond what a '
+                                 f'file of {size} bytes can hold')
+    finally:
+        buf.seek(0)
 
 
 def load_verification_bin(path: str) -> Tuple[List[bytes], np.ndarray]:
@@ -70,20 +126,29 @@ def load_verification_bin(path: str) -> Tuple[List[bytes], np.ndarray]:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        UnsafeVerificationBinError: the pickle references a global (nothing is executed).
-        ValueError: not a pickle, or not ``(list of 2N byte strings, list of N bools)``.
+        UnsafeVerificationBinError: the pickle references a global other than
+            ``_codecs.encode(<str>, 'latin1')`` (nothing is executed).
+        ValueError: empty, not a pickle, a length or memo index beyond the file, or not
+            ``(list of 2N byte strings, list of N bools)`` with ``N >= 1``.
     """
     path = str(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'verification .bin not found: {path}')
     with open(path, 'rb') as f:
-        try:
-            obj = _PlainDataUnpickler(f, path).load()
-        except UnsafeVerificationBinError:
-            raise
-        except Exception as err:
-            raise ValueError(f'{path}: not a readable verification .bin pickle '
-                             f'({type(err).__name__}: {err})') from err
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ValueError(f'{path}: empty file (0 bytes), not a verification .bin')
+        # A read-only mapping: read(n) never allocates more than the file holds, and the
+        # images are copied once, into the unpickled byte strings.
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            _check_stream(buf, size, path)
+            try:
+                obj = _PlainDataUnpickler(buf, path).load()
+            except UnsafeVerificationBinError:
+                raise
+            except Exception as err:
+                raise ValueError(f'{path}: not a readable verification .bin pickle '
+                                 f'({type(err).__name__}: {err})') from err
     if not isinstance(obj, (tuple, list)) or len(obj) != 2:
         raise ValueError(f'{path}: expected a pickled (images, issame) pair, got '
                          f'{type(obj).__name__}' +
@@ -103,6 +168,8 @@ def load_verification_bin(path: str) -> Tuple[List[bytes], np.ndarray]:
     if len(images) != 2 * len(issame):
         raise ValueError(f'{path}: {len(images)} images for {len(issame)} pairs; a '
                          f'verification .bin holds exactly 2 images per pair')
+    if not issame:
+        raise ValueError(f'{path}: holds no pairs (an empty verification set)')
     return [bytes(img) for img in images], np.array(issame, dtype=bool)
 
 
@@ -120,8 +187,8 @@ def dump_verification_bin(path: str,
             Python 2 pickler writes for the published files: byte strings as ``BINSTRING``
             opcodes, no globals, loadable by Python 2 and by Python 3 with
             ``encoding='bytes'``). Python 3's own protocol 2 is not used: it pickles ``bytes``
-            through a call to ``_codecs.encode``, a global that safe loaders refuse.
-            Defaults to 4.
+            through a call to ``_codecs.encode``, a global that other safe loaders refuse
+            (:func:`load_verification_bin` allows exactly that call). Defaults to 4.
     """
     images = [bytes(img) for img in images]
     flags = [bool(s) for s in np.asarray(issame, dtype=bool).ravel()]
@@ -184,8 +251,18 @@ def save_visibility_masks(path: str, masks: np.ndarray) -> None:
 def load_visibility_masks(path: str) -> np.ndarray:
     """Load masks saved by :func:`save_visibility_masks` (no pickle allowed).
 
+    Masks stored as 0/1 instead of 0/255 are read correctly, decided per file: when the largest
+    value of the whole file is 1, every mask is scaled by 255 (with a warning); in 0/255 such a
+    file would mean no pixel of any face is more than 1/255 visible. A file whose other masks
+    reach higher values but where some mask's maximum is exactly 1 mixes the two conventions
+    and is refused. An all-zero mask (fully covered) is the same in both conventions.
+
     Returns:
         np.ndarray: uint8 ``[2N, H, W]``, 255 = visible face.
+
+    Raises:
+        ValueError: not an ``.npz`` with a uint8 ``[2N, H, W]`` array ``masks``, or mixed 0/1
+            and 0/255 masks (the message names the file and the first 0/1 mask).
     """
     path = str(path)
     with open_npz(path, 'visibility mask') as data:
@@ -198,4 +275,16 @@ def load_visibility_masks(path: str) -> np.ndarray:
     if masks.dtype != np.uint8 or masks.ndim != 3:
         raise ValueError(f'{path}: masks must be uint8 [2N, H, W], got {masks.dtype} '
                          f'{masks.shape}')
+    if masks.size == 0:
+        return masks
+    peaks = masks.max(axis=(1, 2))
+    if peaks.max() == 1:
+        print_log(f'{path}: visibility masks stored as 0/1 (largest value 1); read as 0/255',
+                  logger='current', level=logging.WARNING)
+        masks *= 255
+    elif (peaks == 1).any():
+        first = int(np.flatnonzero(peaks == 1)[0])
+        raise ValueError(f'{path}: mask {first} has largest value 1 while others reach '
+                         f'{int(peaks.max())}: 0/1 and 0/255 masks mixed in one file (255 = '
+                         f'visible face); store every mask as 0/255')
     return masks

@@ -13,6 +13,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmoaml.datasets.samplers.pk_sampler import check_pk_batch_size
 from mmoaml.fileio import (dump_verification_bin, encode_image, masks_path_for,
                            save_visibility_masks, write_face_recordio)
 from mmoaml.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS, PARAM_SCHEDULERS
@@ -160,6 +161,25 @@ def _run_occlusion_hook(hook_cfg, tmp_path):
     size = hook.loader_cfgs['occluded']['batch_size'] + hook.loader_cfgs['clean']['batch_size']
     assert len(batch['occ']['inputs']) == len(batch['occ']['data_samples']) == size
     return hook
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_worker_processes_stay_few(name):
+    """Evaluation loaders run one set at a time without persistent workers; the training
+    loaders (main and occlusion stream) keep theirs, since they are re-iterated every epoch."""
+    cfg = Config.fromfile(CONFIG_DIR / name)
+    eval_workers = 0
+    for loader in _eval_loaders(cfg):
+        assert not loader.get('persistent_workers', False)
+        eval_workers = max(eval_workers, loader.get('num_workers', 0))
+    assert eval_workers <= 2
+    train_loaders = [cfg.train_dataloader] + [
+        value for hook in cfg.get('custom_hooks', []) for value in hook.values()
+        if isinstance(value, dict) and 'dataset' in value
+    ]
+    train_workers = sum(loader.get('num_workers', 0) for loader in train_loaders)
+    assert train_workers + eval_workers <= 16  # per rank; was about 50 with persistent val
+    check_pk_batch_size(cfg.train_dataloader)
 
 
 # ------------------------------------------------------------------ the CASIA experiments

@@ -112,3 +112,17 @@ def test_negative_label_and_missing_root(tmp_path, tree):
     (tmp_path / 'only_empty' / 'id').mkdir(parents=True)
     with pytest.raises(ValueError, match='no images'):
         FaceFolderDataset(data_root=str(tmp_path / 'only_empty'))
+
+
+def test_label_too_large_for_the_list_is_refused_in_bounded_memory(tree, peak_memory):
+    root, _, _ = tree
+    (root / 'big.txt').write_text('id_b/1.png 0\nid_a/x.png 1000000000\n')
+    with peak_memory() as peak:
+        with pytest.raises(ValueError, match=r'big\.txt, line 2: label 1000000000 is too '
+                           r'large for a file of 2 samples'):
+            FaceFolderDataset(data_root=str(root), ann_file='big.txt')
+    assert peak.bytes < 100 * 2**20
+    # Gaps stay allowed: a subset keeps its full set's numbering.
+    (root / 'subset.txt').write_text('id_b/1.png 9999\n')
+    ds = FaceFolderDataset(data_root=str(root), ann_file='subset.txt')
+    assert len(ds.metainfo['classes']) == 10000 and ds.get_gt_labels().tolist() == [9999]

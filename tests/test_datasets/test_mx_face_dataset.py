@@ -133,3 +133,24 @@ def test_forked_workers_read_the_right_records(pack):
     got = dict(loader)
     for k in range(4):
         np.testing.assert_array_equal(got[k].numpy(), imgs[k])
+
+
+@pytest.mark.parametrize('end', [3e9, float('nan'), float('inf')])
+def test_corrupt_end_index_is_refused_in_bounded_memory(tmp_path, peak_memory, end):
+    with RecordIOWriter(str(tmp_path / 'train.rec'), str(tmp_path / 'train.idx')) as w:
+        w.write(0, pack_ir_record([end, end], b''))
+        w.write(1, pack_ir_record(0, encode_image(_img(0), '.png')))
+    with peak_memory() as peak:
+        with pytest.raises(RecordIOError, match=r'train\.rec: header record 0 \(offset 0\)'):
+            MXFaceDataset(data_root=str(tmp_path))
+    assert peak.bytes < 100 * 2**20
+
+
+def test_label_too_large_for_the_pack_is_refused_in_bounded_memory(tmp_path, peak_memory):
+    samples = [(encode_image(_img(0), '.png'), 0), (encode_image(_img(1), '.png'), [1e9, 3])]
+    write_face_recordio(str(tmp_path / 'train.rec'), str(tmp_path / 'train.idx'), samples)
+    with peak_memory() as peak:
+        with pytest.raises(RecordIOError, match=r'train\.rec: record 2 \(offset \d+\): label '
+                           r'1000000000 is too large for a file of 2 samples'):
+            MXFaceDataset(data_root=str(tmp_path))
+    assert peak.bytes < 100 * 2**20

@@ -66,3 +66,12 @@ def test_mask_size_channels_and_corruption(root):
     (root / 'masks' / 'p1' / 'b.png').write_bytes(b'garbage')
     with pytest.raises(CorruptImageError, match=r'masks/p1/b\.png'):
         ds[0]
+
+
+def test_masks_stored_as_0_1_are_read_as_visibility(root):
+    binary = (_mask(1) > 0).astype(np.uint8)  # 1 = visible, as a 0/1 writer stores it
+    assert cv2.imwrite(str(root / 'masks' / 'p1' / 'b.png'), binary)
+    assert cv2.imwrite(str(root / 'masks' / 'p1' / 'c.png'), np.zeros((10, 8), np.uint8))
+    ds = OccludedFaceDataset(data_root=str(root))
+    np.testing.assert_array_equal(ds[0]['visibility_mask'], binary.astype(np.float32))
+    assert ds[1]['visibility_mask'].max() == 0.0  # all zero: fully covered in either form

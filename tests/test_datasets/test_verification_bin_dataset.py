@@ -92,3 +92,18 @@ def test_packed_samples_carry_pair_metainfo(bin_file):
     np.testing.assert_array_equal(packed['inputs'].numpy().transpose(1, 2, 0), imgs[5])
     meta = packed['data_samples'].metainfo
     assert meta['pair_idx'] == 2 and meta['issame'] is True and meta['sample_idx'] == 5
+
+
+def test_zero_pair_bin_names_the_file(tmp_path):
+    dump_verification_bin(str(tmp_path / 'none.bin'), [], [])
+    with pytest.raises(ValueError, match=r'none\.bin: holds no pairs'):
+        VerificationBinDataset(data_root=str(tmp_path), ann_file='none.bin')
+
+
+def test_mask_file_stored_as_0_1_gives_visible_ones(bin_file):
+    root, _ = bin_file
+    masks = np.zeros((6, 8, 6), np.uint8)
+    masks[:, :4] = 1
+    save_visibility_masks(str(root / 'lfw_masks.npz'), masks)
+    vis = VerificationBinDataset(data_root=str(root), ann_file='lfw.bin')[2]['visibility_mask']
+    np.testing.assert_array_equal(vis, masks[2].astype(np.float32))

@@ -3,9 +3,13 @@ import argparse
 import functools
 import http.server
 import itertools
+import json
 import os.path as osp
 import pickle
+import subprocess
+import sys
 import threading
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -18,14 +22,18 @@ from mmengine.model import BaseModel
 from mmengine.runner import CheckpointLoader, Runner
 from torch.utils.data import Dataset
 
-from mmoaml.fileio import (TRUST_ENV_VAR, UnsafeCheckpointError, load_checkpoint_file,
-                           strip_to_weights, trusted_checkpoints)
+from mmoaml.fileio import (TRUST_ENV_VAR, CheckpointMismatchError, NotACheckpointError,
+                           UnsafeCheckpointError, encode_image, load_checkpoint_file,
+                           load_model_state, strip_to_weights, trusted_checkpoints)
 from mmoaml.fileio.checkpoint import load_from_http_safe, load_from_local_safe
 
 ITERS_PER_EPOCH = 2  # 8 samples, batch 4
 _run_ids = itertools.count()  # runners created in the same second need distinct names
 # Each Runner makes its default scope the current one; keep it mmoaml's for later tests.
 SCOPE = 'mmoaml'
+
+# Resuming needs mmoaml's loader (installed by its entry points, not by the import).
+pytestmark = pytest.mark.usefixtures('safe_loader')
 
 
 class _ToyModel(BaseModel):
@@ -86,6 +94,7 @@ class _RecordResumedState(Hook):
                       for k, v in optimizer.state_dict()['state'].items()},
             loss_count=len(runner.message_hub.get_scalar('train/loss').data[0]),
             best_score=runner.message_hub.get_info('best_score'))
+
 
 
 def _runner(work_dir, max_epochs, hooks=(), **kwargs):
@@ -321,3 +330,159 @@ def test_http_checkpoint_is_loaded_safely(tmp_path, monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ------------------------------------------------------------------ files that are not checkpoints
+
+
+@pytest.mark.parametrize('name, content, kind', [
+    ('notes.pth', b'epoch 3, lr 0.1\n', 'text'),
+    ('config.pth', json.dumps({'state_dict': {}}).encode(), 'JSON'),
+    ('face.pth', encode_image(np.zeros((4, 4, 3), np.uint8), '.png'), 'PNG image'),
+    ('noise.pth', bytes(np.random.default_rng(0).integers(128, 256, 512, np.uint8)),
+     'unknown format'),
+    ('empty.pth', b'', 'empty file'),
+])
+def test_a_file_that_is_no_torch_file_is_named_without_talk_of_trust(tmp_path, name, content,
+                                                                      kind):
+    path = tmp_path / name
+    path.write_bytes(content)
+    for trusted in (False, True):  # recognised before any unpickling, trusted or not
+        with pytest.raises(NotACheckpointError, match=f'{name}" is not a checkpoint') as info:
+            load_checkpoint_file(str(path), trusted=trusted)
+        assert kind in str(info.value) and TRUST_ENV_VAR not in str(info.value)
+
+
+def test_an_npz_is_not_a_checkpoint_but_a_legacy_torch_file_is(tmp_path):
+    np.savez(tmp_path / 'arrays.npz', x=np.ones(3))
+    with pytest.raises(NotACheckpointError, match='arrays.npz.*zip archive without data.pkl'):
+        load_checkpoint_file(str(tmp_path / 'arrays.npz'))
+    legacy = tmp_path / 'legacy.pth'
+    torch.save({'state_dict': _weights()}, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(load_checkpoint_file(str(legacy))['state_dict']['fc.weight'],
+                       torch.ones(1, 2))
+
+
+@pytest.mark.parametrize('content, words', [
+    ([_weights()], 'holds a list, not a dict with a "state_dict"'),
+    ({}, "has no \"state_dict\" and is not a dict of tensors; its 0 top-level keys"),
+    ({'weights': _weights(), 'epoch': 3}, r"top-level keys: \['weights', 'epoch'\]"),
+    ({'state_dict': [torch.ones(1)]}, '"state_dict" is a list'),
+    ({'state_dict': {}}, 'empty "state_dict"'),
+])
+def test_a_checkpoint_without_weights_is_named(tmp_path, content, words):
+    path = tmp_path / 'odd.pth'
+    torch.save(content, path)
+    with pytest.raises(NotACheckpointError, match=words) as info:
+        CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+    assert 'odd.pth' in str(info.value)
+    # What MMEngine's Runner does with load_from: the same error, not an AttributeError later.
+    runner = Runner(model=_ToyModel(), work_dir=str(tmp_path / 'wd'), load_from=str(path),
+                    experiment_name=f'toy_{next(_run_ids)}', default_scope=SCOPE)
+    with pytest.raises(NotACheckpointError, match='odd.pth'):
+        runner.load_or_resume()
+
+
+def test_a_bare_state_dict_still_loads(tmp_path):
+    torch.save(_weights(), tmp_path / 'bare.pth')  # MMEngine loads these as they are
+    runner = Runner(model=_ToyModel(), work_dir=str(tmp_path / 'wd'),
+                    load_from=str(tmp_path / 'bare.pth'),
+                    experiment_name=f'toy_{next(_run_ids)}', default_scope=SCOPE)
+    runner.load_or_resume()
+    assert torch.equal(runner.model.fc.weight, torch.ones(1, 2))
+
+
+# ------------------------------------------------------------------ installation
+
+_SCHEMES = """
+import json
+from mmengine.runner import CheckpointLoader
+def schemes():
+    return {p: f'{CheckpointLoader._schemes[p].__module__}.{CheckpointLoader._schemes[p].__name__}'
+            for p in ('', 'http://', 'https://')}
+import mmoaml, mmoaml.models, mmoaml.datasets, mmoaml.evaluation, mmoaml.engine
+imported = schemes()
+from mmoaml.utils import register_all_modules
+register_all_modules()
+print(json.dumps(dict(imported=imported, entry_point=schemes())))
+"""
+
+
+def test_import_leaves_mmengine_loaders_and_the_entry_point_installs_mmoaml_ones():
+    result = subprocess.run([sys.executable, '-c', _SCHEMES], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    schemes = json.loads(result.stdout.strip().splitlines()[-1])
+    mmengine_loaders = 'mmengine.runner.checkpoint.load_from_'
+    assert schemes['imported'] == {'': mmengine_loaders + 'local',
+                                   'http://': mmengine_loaders + 'http',
+                                   'https://': mmengine_loaders + 'http'}
+    mmoaml_loaders = 'mmoaml.fileio.checkpoint.load_from_'
+    assert schemes['entry_point'] == {'': mmoaml_loaders + 'local_safe',
+                                      'http://': mmoaml_loaders + 'http_safe',
+                                      'https://': mmoaml_loaders + 'http_safe'}
+
+
+# ------------------------------------------------------------------ checked loading into a model
+
+
+class _Net(nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.Sequential(*[nn.Conv2d(1, 1, 1) for _ in range(6)])
+        self.bn = nn.BatchNorm2d(1)
+
+
+def test_load_model_state_lists_missing_and_unexpected_keys_with_counts():
+    net = _Net()
+    state = {f'other.{i}.weight': torch.zeros(1) for i in range(12)}
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_model_state(net, {'state_dict': state}, 'x.pth')
+    message = str(info.value)
+    # 6 convs x (weight, bias) + bn weight, bias, running mean and var; num_batches_tracked
+    # is not required (older checkpoints lack it)
+    assert 'checkpoint "x.pth" does not match the model: 16 missing keys' in message
+    assert 'convs.0.weight, convs.0.bias' in message and '... (6 more)' in message
+    assert '12 unexpected keys' in message and 'other.9.weight, ... (2 more)' in message
+    assert 'adaface_to_mmoaml' not in message
+    assert len(info.value.missing) == 16 and len(info.value.unexpected) == 12
+
+
+def test_load_model_state_points_adaface_and_insightface_keys_to_the_converter():
+    net = _Net()
+    adaface = {'model.input_layer.0.weight': torch.zeros(1), 'model.body.0.res.weight':
+               torch.zeros(1), 'head.kernel': torch.zeros(1)}
+    with pytest.raises(CheckpointMismatchError, match='AdaFace checkpoint.*adaface_to_mmoaml'):
+        load_model_state(net, {'state_dict': adaface}, 'ada.ckpt')
+    insightface = {'conv1.weight': torch.zeros(1), 'layer1.0.bn1.weight': torch.zeros(1),
+                   'features.weight': torch.zeros(1)}
+    with pytest.raises(CheckpointMismatchError, match='insightface.*adaface_to_mmoaml'):
+        load_model_state(net, insightface, 'backbone.pth')
+
+
+def test_load_model_state_non_strict_warns_and_loads_the_matching_keys():
+    net, source = _Net(), _Net()
+    with torch.no_grad():
+        source.bn.weight.fill_(3.0)
+    state = {f'module.{k}': v for k, v in source.state_dict().items() if k.startswith('bn.')}
+    state['extra.weight'] = torch.zeros(1)
+    with mock.patch('mmoaml.fileio.checkpoint.print_log') as log:
+        load_model_state(net, {'state_dict': state}, 'part.pth', strict=False)
+    warning = log.call_args.args[0]
+    assert '12 missing keys' in warning and '1 unexpected keys' in warning
+    assert 'extra.weight' in warning and 'strict=False' in warning
+    assert torch.equal(net.bn.weight, torch.full((1, ), 3.0))  # 'module.' stripped, loaded
+    shapes = dict(source.state_dict(), **{'bn.weight': torch.ones(2)})
+    with pytest.raises(CheckpointMismatchError, match=r'bn.weight \(2,\) vs model \(1,\)'):
+        load_model_state(net, shapes, 'shape.pth', strict=False)  # never loadable
+
+
+def test_load_model_state_names_non_finite_weights():
+    net, state = _Net(), _Net().state_dict()
+    state['convs.2.weight'] = torch.tensor([[[[float('nan')]]]])
+    state['bn.running_var'] = torch.tensor([float('inf')])
+    with pytest.raises(ValueError, match=r'"nan.pth" has non-finite weights \(NaN/inf\) in 2 '
+                       r'tensors: convs.2.weight \(1 NaN, 0 inf\), bn.running_var \(0 NaN, '
+                       r'1 inf\)'):
+        load_model_state(net, {'state_dict': state}, 'nan.pth', strict=False)

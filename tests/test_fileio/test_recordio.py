@@ -190,3 +190,22 @@ def test_splitting_matches_the_definition_on_dense_magic(tmp_path):
         rec, idx = _write(tmp_path, [(0, record)])
         assert rec.read_bytes() == _frames_by_definition(record), record
         assert RecordIOReader(str(rec), str(idx)).read(0) == record
+
+
+def test_length_fields_are_checked_against_the_file_size(tmp_path, peak_memory):
+    # A part claiming the largest length (512 MiB) whose payload is an IRHeader announcing a
+    # label array that fills it: both lengths must be refused before anything is read.
+    length = (1 << 29) - 1
+    flag = (length - 24) // 4
+    rec, idx = tmp_path / 'x.rec', tmp_path / 'x.idx'
+    rec.write_bytes(MAGIC + struct.pack('<I', length) + struct.pack('<IfQQ', flag, 0, 0, 0))
+    idx.write_text('0\t0\n')
+    reader = RecordIOReader(str(rec), str(idx))
+    with peak_memory() as peak:
+        with pytest.raises(RecordIOError, match=r'x\.rec: truncated record at offset 0: the '
+                           r'payload needs 536870912 bytes, 24 left'):
+            reader.read(0)
+        with pytest.raises(RecordIOError, match=r'x\.rec: truncated record at offset 0: the '
+                           r'label array needs \d+ bytes, 0 left'):
+            reader.read_header_at(0)
+    assert peak.bytes < 100 * 2**20

@@ -172,3 +172,79 @@ def test_masks_format_is_enforced(tmp_path):
     single.write_bytes(buf.getvalue())
     with pytest.raises(ValueError, match='single.npz'):
         load_visibility_masks(str(single))
+
+
+@pytest.mark.parametrize('protocol', [0, 1, 2])
+def test_python3_protocols_0_to_2_load_like_protocol_4(tmp_path, protocol):
+    # Python 3 pickles bytes at these protocols as _codecs.encode(<str>, 'latin1').
+    path = tmp_path / f'p{protocol}.bin'
+    path.write_bytes(pickle.dumps((IMAGES, ISSAME), protocol=protocol))
+    assert b'_codecs\nencode' in path.read_bytes()
+    ref = tmp_path / 'p4.bin'
+    ref.write_bytes(pickle.dumps((IMAGES, ISSAME), protocol=4))
+    images, issame = load_verification_bin(str(path))
+    ref_images, ref_issame = load_verification_bin(str(ref))
+    assert images == ref_images == IMAGES and all(type(b) is bytes for b in images)
+    assert issame.dtype == bool and issame.tolist() == ref_issame.tolist() == ISSAME
+
+
+@pytest.mark.parametrize('args,shown', [
+    (b"Vabc\nVutf8\n", r"'abc', 'utf8'"),
+    (b"Vabc\nVlatin-1\n", r"'abc', 'latin-1'"),  # not a spelling pickle writes
+    (b"S'abc'\nVlatin1\n", r"bytes, 'latin1'"),  # a Python 2 str loads as bytes
+    (b"I7\nVlatin1\n", r"int, 'latin1'"),
+    (b"Vabc\n", r"'abc'"),
+    (b"Vabc\nVlatin1\nVstrict\n", r"'abc', 'latin1', 'strict'"),
+])
+def test_codecs_encode_is_allowed_only_with_a_str_and_latin1(tmp_path, args, shown):
+    path = tmp_path / 'codecs.bin'
+    path.write_bytes(b'c_codecs\nencode\n(' + args + b'tR.')
+    with pytest.raises(UnsafeVerificationBinError,
+                       match=r'refusing to load .*codecs\.bin: the pickle calls '
+                       rf'_codecs\.encode\({shown}\)'):
+        load_verification_bin(str(path))
+
+
+def test_empty_file_and_empty_set_name_the_file(tmp_path):
+    path = tmp_path / 'nothing.bin'
+    path.write_bytes(b'')
+    with pytest.raises(ValueError, match=r'nothing\.bin: empty file'):
+        load_verification_bin(str(path))
+    dump_verification_bin(str(path), [], [])
+    with pytest.raises(ValueError, match=r'nothing\.bin: holds no pairs'):
+        load_verification_bin(str(path))
+
+
+@pytest.mark.parametrize('stream,match', [
+    # BINBYTES8 announcing 512 MiB that the file does not hold.
+    (b'\x80\x04\x8e' + struct.pack('<Q', 1 << 29) + b'abc.', r'opcode at byte 2: .*bytes8'),
+    # LONG_BINPUT at memo index 2**24: the unpickler would grow its memo to 2**25 entries.
+    (b'\x80\x02Nr' + struct.pack('<I', 1 << 24) + b'.', r'memo index 16777216 at byte 3'),
+])
+def test_lengths_and_memo_indices_are_checked_against_the_file(tmp_path, peak_memory, stream,
+                                                               match):
+    path = tmp_path / 'huge.bin'
+    path.write_bytes(stream)
+    with peak_memory() as peak:
+        with pytest.raises(ValueError) as info:
+            load_verification_bin(str(path))
+    assert peak.bytes < 100 * 2**20
+    info.match(rf'huge\.bin: .*{match}')
+
+
+def test_masks_stored_as_0_1_are_scaled_per_file(tmp_path):
+    binary = np.zeros((4, 6, 5), np.uint8)
+    binary[0, :3] = 1
+    binary[2] = 1  # mask 1 stays all zero: fully covered in either convention
+    path = tmp_path / 'binary_masks.npz'
+    save_visibility_masks(str(path), binary)
+    np.testing.assert_array_equal(load_visibility_masks(str(path)), binary * 255)
+    covered = tmp_path / 'covered_masks.npz'
+    save_visibility_masks(str(covered), np.zeros((2, 3, 3), np.uint8))
+    assert load_visibility_masks(str(covered)).max() == 0
+    mixed = binary.copy()
+    mixed[3] = 255
+    save_visibility_masks(str(tmp_path / 'mixed_masks.npz'), mixed)
+    with pytest.raises(ValueError, match=r'mixed_masks\.npz: mask 0 has largest value 1.*'
+                       r'mixed'):
+        load_visibility_masks(str(tmp_path / 'mixed_masks.npz'))

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -21,8 +22,9 @@ from mmengine.config import Config
 
 from mmoaml.datagen import load_grid_masks, make_occluded_variants
 from mmoaml.evaluation import load_face_features
-from mmoaml.fileio import (UnsafeCheckpointError, decode_image, dump_verification_bin, encode_image,
-                           load_verification_bin, load_visibility_masks)
+from mmoaml.fileio import (CheckpointMismatchError, NotACheckpointError, UnsafeCheckpointError,
+                           decode_image, dump_verification_bin, encode_image, load_verification_bin,
+                           load_visibility_masks)
 from mmoaml.registry import MODELS
 
 REPO = Path(__file__).parents[2]
@@ -220,6 +222,92 @@ def test_checkpoint_needing_full_unpickling_requires_trust(files, capsys):
         _argv(files, 'one_set.py', '--trust-checkpoint', checkpoint='full.pth'))
     assert set(metrics) >= {f'{SETS[0]}/{s}/accuracy' for s in SCORES}
     assert _cells(_table(capsys.readouterr().out)[2])[0] == SETS[0]
+
+
+# mmoaml key prefix -> AdaFace's (the reverse of mmoaml.fileio.convert_adaface_state_dict)
+_TO_ADAFACE = (('backbone.', 'model.'), ('neck.feat_bn.', 'model.output_layer.0.'),
+               ('neck.fc.', 'model.output_layer.3.'), ('neck.embed_bn.', 'model.output_layer.4.'),
+               ('adaface_head.', 'head.'))
+
+
+def _adaface_like(state):
+    renamed = {}
+    for key, value in state.items():
+        for new, old in _TO_ADAFACE:
+            if key.startswith(new):
+                renamed[old + key[len(new):]] = value
+                break
+    return renamed
+
+
+def _save(files, name, state):
+    torch.save(dict(state_dict=state, meta={}), files['root'] / name)
+    return name
+
+
+def _refused(files, checkpoint, error, capsys, *extra):
+    """Run tools/test.py on the one-set config: the error it raises; no table was printed."""
+    with pytest.raises(error) as info:
+        test_tool.main(_argv(files, 'one_set.py', *extra, checkpoint=checkpoint))
+    assert checkpoint in str(info.value)
+    assert not _table(capsys.readouterr().out)
+    return str(info.value)
+
+
+def test_an_empty_state_dict_gives_no_results(files, capsys):
+    message = _refused(files, _save(files, 'empty.pth', {}), NotACheckpointError, capsys)
+    assert 'empty "state_dict"' in message
+
+
+def test_unconverted_adaface_keys_are_listed_with_the_converter_to_use(files, capsys):
+    state = _adaface_like(files['state'])
+    message = _refused(files, _save(files, 'adaface.pth', state), CheckpointMismatchError, capsys)
+    missing = [k for k in files['state'] if not k.endswith('num_batches_tracked')]
+    assert f'{len(missing)} missing keys' in message and f'{len(state)} unexpected keys' in message
+    assert 'backbone.input_layer.0.weight' in message and 'model.input_layer.0.weight' in message
+    assert f'... ({len(state) - 10} more)' in message  # the first 10 of each, then a count
+    assert 'tools/model_converters/adaface_to_mmoaml.py' in message
+    assert '--non-strict' in message
+
+
+def test_nan_weights_are_named(files, capsys):
+    state = dict(files['state'])
+    state['occlusion_head.out_conv.weight'] = torch.full_like(
+        state['occlusion_head.out_conv.weight'], float('nan'))
+    message = _refused(files, _save(files, 'nan.pth', state), ValueError, capsys)
+    assert 'non-finite weights (NaN/inf) in 1 tensors: occlusion_head.out_conv.weight' in message
+
+
+def test_non_strict_loads_a_partial_checkpoint_with_a_warning(files, capsys):
+    state = {k: v for k, v in files['state'].items() if not k.startswith('occlusion_head.')}
+    state['old_head.weight'] = torch.zeros(1)
+    checkpoint = _save(files, 'partial.pth', state)
+    message = _refused(files, checkpoint, CheckpointMismatchError, capsys)
+    assert 'occlusion_head.' in message and '1 unexpected keys (in the checkpoint, not in the ' \
+        'model): old_head.weight' in message
+    with mock.patch('mmoaml.fileio.checkpoint.print_log') as log:
+        metrics = test_tool.main(_argv(files, 'one_set.py', '--non-strict', checkpoint=checkpoint))
+    warning = log.call_args.args[0]
+    assert 'partial.pth' in warning and 'old_head.weight' in warning
+    assert 'missing keys' in warning and 'occlusion_head.' in warning
+    assert set(metrics) >= {f'{SETS[0]}/{s}/accuracy' for s in SCORES}
+    assert _cells(_table(capsys.readouterr().out)[2])[0] == SETS[0]
+
+
+def test_persistent_loaders_without_workers_run(files, capsys):
+    # torch's DataLoader refuses persistent_workers=True with num_workers=0
+    argv = _argv(files, 'one_set.py', 'test_dataloader.0.persistent_workers=True')
+    metrics = test_tool.main(argv)
+    assert set(metrics) >= {f'{SETS[0]}/{s}/accuracy' for s in SCORES}
+
+
+def test_dataloader_flags_reach_every_loader(files):
+    argv = _argv(files, 'cfg.py', '--no-pin-memory', '--no-persistent-workers')
+    args = test_tool.parse_args(argv)
+    cfg = test_tool.merge_args(Config.fromfile(args.config), args)
+    assert len(cfg.test_dataloader) == len(SETS)
+    for loader in cfg.test_dataloader:
+        assert loader.pin_memory is False and loader.persistent_workers is False
 
 
 def _free_port():

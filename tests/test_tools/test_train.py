@@ -301,7 +301,7 @@ def _load_train_module():
 def _args(**kwargs):
     defaults = dict(config='configs/oaml_ir50.py', work_dir=None, resume=None, amp=False,
                     amp_dtype=None, no_validate=False, auto_scale_lr=False, cfg_options=None,
-                    launcher='none')
+                    launcher='none', no_pin_memory=False, no_persistent_workers=False)
     defaults.update(kwargs)
     return argparse.Namespace(**defaults)
 
@@ -349,6 +349,84 @@ def test_amp_selects_the_autocast_wrapper_for_this_device():
     custom.optim_wrapper.type = 'SomeOtherWrapper'
     with pytest.raises(ValueError, match='SomeOtherWrapper'):
         train.merge_args(custom, _args(amp=True))
+
+
+def _parse(train, monkeypatch, *argv):
+    monkeypatch.setattr(sys, 'argv', ['train.py', 'configs/oaml_ir50.py', *argv])
+    return train.parse_args()
+
+
+def test_bare_resume_needs_a_checkpoint_and_resume_auto_does_not(tmp_path, monkeypatch):
+    train = _load_train_module()
+    work_dir = str(tmp_path)
+    bare = _parse(train, monkeypatch, '--resume', '--work-dir', work_dir)
+    with pytest.raises(FileNotFoundError, match=f'no checkpoint to resume in the work dir '
+                       f'{work_dir}'):
+        train.merge_args(_cfg(), bare)
+    # --resume auto: MMEngine's behaviour, resume if there is a checkpoint, else start
+    auto = train.merge_args(_cfg(), _parse(train, monkeypatch, '--resume', 'auto',
+                                           '--work-dir', work_dir))
+    assert auto.resume is True and auto.load_from is None
+    (tmp_path / 'epoch_3.pth').write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_3.pth'))
+    cfg = train.merge_args(_cfg(), bare)
+    assert cfg.resume is True and cfg.load_from == str(tmp_path / 'epoch_3.pth')
+
+
+def _loaders_cfg(**train_loader):
+    loader = dict(batch_size=8, num_workers=2, persistent_workers=True,
+                  sampler=dict(type='PKSampler', num_instances=4, batch_size=8), dataset={})
+    loader.update(train_loader)
+    cfg = _cfg()
+    cfg.train_dataloader = loader
+    cfg.val_dataloader = [dict(num_workers=0, persistent_workers=True, dataset={}),
+                          dict(num_workers=2, persistent_workers=True, dataset={})]
+    cfg.test_dataloader = dict(num_workers=1, pin_memory=True, dataset={})
+    cfg.custom_hooks = [dict(type='OcclusionBatchHook',
+                             occluded_loader=dict(num_workers=2, dataset={}),
+                             clean_loader=dict(num_workers=0, persistent_workers=True,
+                                               dataset={})),
+                        dict(type='IterationSeedHook')]
+    return cfg
+
+
+def _loaders(cfg):
+    hook = cfg.custom_hooks[0]
+    return [cfg.train_dataloader, *cfg.val_dataloader, cfg.test_dataloader,
+            hook.occluded_loader, hook.clean_loader]
+
+
+def test_pk_sampler_and_loader_batch_sizes_must_agree():
+    train = _load_train_module()
+    with pytest.raises(ValueError, match=r'train_dataloader.batch_size=16 differs from '
+                       r'train_dataloader.sampler.batch_size=8'):
+        train.merge_args(_loaders_cfg(batch_size=16), _args())
+    # ... also when the difference comes from --cfg-options
+    with pytest.raises(ValueError, match='train_dataloader.sampler.batch_size=8'):
+        train.merge_args(_loaders_cfg(), _args(cfg_options={'train_dataloader.batch_size': 4}))
+    train.merge_args(_loaders_cfg(), _args(cfg_options={'train_dataloader.batch_size': 16,
+                                                        'train_dataloader.sampler.batch_size':
+                                                        16}))
+
+
+def test_loaders_without_workers_are_not_persistent(monkeypatch):
+    train = _load_train_module()
+    cfg = train.merge_args(_loaders_cfg(), _parse(train, monkeypatch))
+    assert [loader.get('persistent_workers') for loader in _loaders(cfg)] == [
+        True, False, True, None, None, False]
+    # what failed before: a validation loader switched to num_workers=0 from the command line
+    cfg = train.merge_args(_loaders_cfg(), _args(cfg_options={
+        'val_dataloader.1.num_workers': 0}))
+    assert cfg.val_dataloader[1].persistent_workers is False
+
+
+def test_no_pin_memory_and_no_persistent_workers_reach_every_loader(monkeypatch):
+    train = _load_train_module()
+    args = _parse(train, monkeypatch, '--no-pin-memory', '--no-persistent-workers')
+    cfg = train.merge_args(_loaders_cfg(), args)
+    for loader in _loaders(cfg):
+        assert loader.pin_memory is False and loader.persistent_workers is False
+    assert 'pin_memory' not in cfg.custom_hooks[1]  # a hook without loaders is left alone
 
 
 # ------------------------------------------------------------------ slurm launcher

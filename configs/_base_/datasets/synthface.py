@@ -47,10 +47,12 @@ test_sets = ['synthface_clean_clean', 'synthface_clean_mask_probe',
              'synthface_clean_niqab_probe', 'synthface_clean_sunglasses_probe']
 test_set_names = ['clean', 'mask', 'niqab', 'sunglasses']
 test_pipeline = [dict(type='PackFaceInputs')]
+# Not persistent: the sets run one after another, so one worker process exists at a time
+# instead of one per set for the whole run.
 test_loader_common = dict(
     batch_size=128,
     num_workers=1,
-    persistent_workers=True,
+    persistent_workers=False,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
 )

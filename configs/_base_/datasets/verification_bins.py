@@ -6,10 +6,15 @@
 # fusion.
 verification_data_root = 'data/faces_webface_112x112'
 val_pipeline = [dict(type='PackFaceInputs')]
+# Worker budget: the sets are evaluated one after another, so non-persistent workers mean at
+# most num_workers validation processes exist at a time (per rank), started once per set and
+# validation; persistent ones would keep num_workers per set alive for the whole run (9 sets x
+# 4 = 36 processes next to the training loaders). Decoding a few thousand 112x112 faces takes
+# seconds, so starting workers per set costs little.
 val_loader_common = dict(
     batch_size=64,
-    num_workers=4,
-    persistent_workers=True,
+    num_workers=2,
+    persistent_workers=False,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
 )

@@ -10,6 +10,8 @@ from torch.utils.data import Sampler
 
 from mmoaml.registry import DATA_SAMPLERS
 
+__all__ = ['PKSampler', 'check_pk_batch_size']
+
 
 @DATA_SAMPLERS.register_module()
 class PKSampler(Sampler):
@@ -58,10 +60,11 @@ class PKSampler(Sampler):
         num_instances (int): K, images per identity in a batch. Defaults to 4 (OAML report
             section 3.4; QAConv 2.0 README results).
         batch_size (int): Per-rank batch size, the same value as the DataLoader's
-            ``batch_size``; must be a multiple of ``num_instances``. The sampler cannot read it
-            from the DataLoader (MMEngine builds the sampler first), so it must be given, e.g.
-            ``sampler=dict(type='PKSampler', batch_size=batch_size)`` next to
-            ``batch_size=batch_size`` in the dataloader config.
+            ``batch_size``; a multiple of ``num_instances``, at least twice it (P >= 2). The
+            sampler cannot read it from the DataLoader (MMEngine builds the sampler first), so
+            it must be given, e.g. ``sampler=dict(type='PKSampler', batch_size=batch_size)``
+            next to ``batch_size=batch_size`` in the dataloader config;
+            :func:`check_pk_batch_size` compares the two in a config.
         shuffle (bool): Draw a new random plan every epoch. If False, the plan is fixed:
             identities in label order, images in index order, short slots completed cyclically.
             Defaults to True.
@@ -96,6 +99,14 @@ class PKSampler(Sampler):
                 or batch_size % num_instances):
             raise ValueError(f'PKSampler: batch_size={batch_size!r} must be a positive multiple '
                              f'of num_instances={num_instances} (P identities x K images)')
+        if batch_size == num_instances:
+            # One identity per batch has no negatives: the triplet loss is 0 and QAConv's
+            # batch-hard accuracy NaN for the whole run.
+            raise ValueError(
+                f'PKSampler: batch_size={batch_size} equals num_instances={num_instances}, so '
+                'every batch holds a single identity (no negatives for the metric losses); set '
+                'train_dataloader.sampler.batch_size to at least 2 x '
+                'train_dataloader.sampler.num_instances')
         if seed is not None and not isinstance(seed, int):
             raise TypeError(f'PKSampler: seed must be an int or None, got {seed!r}')
 
@@ -164,6 +175,33 @@ class PKSampler(Sampler):
         if missing:
             plan = np.concatenate([plan, np.resize(plan, (missing, ) + plan.shape[1:])])
         return plan
+
+
+def check_pk_batch_size(loader_cfg: Optional[dict], name: str = 'train_dataloader') -> None:
+    """Refuse a PKSampler whose ``batch_size`` differs from its DataLoader's.
+
+    The sampler plans batches of its own ``batch_size``; the DataLoader cuts its index stream
+    into batches of the loader's, so a difference silently mixes or splits identities. Does
+    nothing for a missing loader or another sampler.
+
+    Args:
+        loader_cfg (dict, optional): A DataLoader config (``batch_size``, ``sampler``).
+        name (str): Its config key, for the message. Defaults to ``'train_dataloader'``.
+
+    Raises:
+        ValueError: The two batch sizes differ (both config keys named).
+    """
+    sampler = (loader_cfg or {}).get('sampler')
+    if not isinstance(sampler, dict) or sampler.get('type') not in ('PKSampler',
+                                                                    'mmoaml.PKSampler'):
+        return
+    loader_size, sampler_size = loader_cfg.get('batch_size'), sampler.get('batch_size')
+    if loader_size != sampler_size:
+        raise ValueError(
+            f'{name}.batch_size={loader_size!r} differs from {name}.sampler.batch_size='
+            f'{sampler_size!r}: PKSampler plans batches of its own batch_size, so both must be '
+            'the same per-rank batch size (override both, e.g. --cfg-options '
+            f'{name}.batch_size=128 {name}.sampler.batch_size=128)')
 
 
 def _identity_groups(dataset: Sized) -> List[np.ndarray]:

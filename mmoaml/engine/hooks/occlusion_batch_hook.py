@@ -142,6 +142,12 @@ class OcclusionBatchHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Continue each stream at the stored epoch (checkpoints without the state: no-op)."""
+        if not isinstance(checkpoint, dict):
+            # MMEngine calls this before it reads the weights; loaders that do not check what
+            # a file holds (other schemes than mmoaml's) hand anything on.
+            raise TypeError(f'OcclusionBatchHook: the loaded checkpoint is a '
+                            f'{type(checkpoint).__name__}, not a dict with "state_dict"; is the '
+                            'load_from / resume file a checkpoint?')
         state = checkpoint.get(STATE_KEY)
         if state is None:
             return

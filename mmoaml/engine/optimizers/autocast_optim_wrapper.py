@@ -1,4 +1,4 @@
-"""Mixed-precision optimizer wrapper for CPU and CUDA that keeps the non-finite-loss skip."""
+"""Mixed-precision optimizer wrapper for CPU and CUDA that keeps the non-finite skip."""
 from contextlib import contextmanager
 from typing import Optional, Union
 
@@ -15,7 +15,7 @@ AUTOCAST_DTYPES = ('bfloat16', 'float16')
 @OPTIM_WRAPPERS.register_module()
 class AutocastOptimWrapper(FiniteLossOptimWrapper):
     """``torch.autocast`` training on any device, with optional loss scaling, skipping updates
-    from non-finite losses.
+    with non-finite losses, gradients or buffers.
 
     MMEngine's ``AmpOptimWrapper`` asserts at construction that CUDA (or an NPU/MLU/MUSA) is
     present, so it cannot train on CPU-only machines, and it derives from the plain
@@ -27,12 +27,13 @@ class AutocastOptimWrapper(FiniteLossOptimWrapper):
     - bfloat16 has float32's exponent range, so it needs no loss scaling (the default for
       bfloat16); float16 does, and gets a dynamic ``torch.amp.GradScaler`` by default (the
       recipe of AdaFace's 16-bit runs, docs/reference.md#optimiser-and-schedule). The scaler's own
-      skip of steps
-      with non-finite *gradients* (followed by a smaller scale) is its normal operation and is
-      not counted;
-    - a non-finite *loss* skips the update on every rank and is counted, as in
-      :class:`FiniteLossOptimWrapper`; the scaler never sees such a loss, so a forward overflow
-      does not shrink the scale (the scale only protects the backward pass).
+      skip of steps with non-finite *gradients* (followed by a smaller scale) is its normal
+      operation and is not counted: with a scaler the wrapper's own check leaves the gradients
+      to it;
+    - a non-finite *loss* or *buffer* (and, without a scaler, gradient) skips the update on
+      every rank, restores the buffers and is counted, as in :class:`FiniteLossOptimWrapper`;
+      the scaler never steps on such an update, so a forward overflow does not shrink the scale
+      (the scale only protects the backward pass).
 
     The scaler state is saved under ``loss_scaler`` in the optimizer state dict (as
     ``AmpOptimWrapper`` does), so a resumed run continues with the same scale. It holds plain
@@ -49,7 +50,7 @@ class AutocastOptimWrapper(FiniteLossOptimWrapper):
             knows). None: the device of the optimizer's first parameter (the Runner builds the
             wrapper after moving the model). Defaults to None.
         **kwargs: Arguments of :class:`FiniteLossOptimWrapper` (``optimizer``,
-            ``accumulative_counts``, ``clip_grad``).
+            ``accumulative_counts``, ``clip_grad``, ``max_consecutive_skips``).
 
     Examples:
         >>> optim_wrapper = dict(
@@ -108,6 +109,11 @@ class AutocastOptimWrapper(FiniteLossOptimWrapper):
             return torch.amp.GradScaler(self.device_type, **loss_scale)
         raise TypeError("AutocastOptimWrapper: loss_scale must be 'auto', 'dynamic', a float, a "
                         f'dict of GradScaler arguments or None, got {loss_scale!r}')
+
+    def _checks_gradients(self) -> bool:
+        # A GradScaler skips steps with non-finite (scaled) gradients itself and then lowers the
+        # scale; counting those as skips would stop a healthy float16 run.
+        return self.loss_scaler is None
 
     def backward(self, loss: torch.Tensor, **kwargs) -> None:
         """Back-propagate ``loss`` (multiplied by the current scale when scaling)."""

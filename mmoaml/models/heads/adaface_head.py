@@ -27,11 +27,21 @@ class AdaFaceHead(CosineMarginHead):
     ``z = +1`` a shrunk angle with additive margin ``2m``. Eval mode reads the buffers without
     updating them.
 
-    Deliberate deviation from the reference: with a batch of one sample the unbiased standard
-    deviation is NaN, which in the reference turns ``batch_std`` (and every later logit) into NaN
-    for good. Here ``batch_std`` is left unchanged when the batch has fewer than two samples;
-    ``batch_mean`` is still updated. Under DDP each rank updates its buffers from its local batch
-    (as in the reference); MMEngine's default buffer broadcast then makes rank 0's values win.
+    Deliberate deviations from the reference, all in the EMA update of step 2 (the maths is the
+    reference's whenever every norm of the batch is finite and there are at least two):
+
+    - samples whose *raw* norm is not finite (NaN, or +-inf from a float16/bfloat16 overflow)
+      are left out of ``mean(n)`` and ``std(n)``. The reference would clip an infinite norm to 100
+      and feed it in, and a NaN norm (or an empty batch, whose mean is NaN) would turn the
+      buffers, and every later logit, into NaN for good. Such samples still get their margin
+      (an infinite norm counts as 100 there, as in the reference; a NaN norm gives NaN logits,
+      so the loss is non-finite and the optimizer wrapper skips the update);
+    - ``batch_mean`` is left unchanged when no norm is finite, ``batch_std`` when fewer than two
+      are (the unbiased std of one value is NaN).
+
+    The update is computed with tensor ops on a finite mask, so it costs no host-device
+    synchronisation. Under DDP each rank updates its buffers from its local batch (as in the
+    reference); MMEngine's default buffer broadcast then makes rank 0's values win.
 
     The common kernel/cosine logic and its reference deviations are described in
     :class:`CosineMarginHead`. Reference checkpoints also hold an unused zero buffer ``t``;
@@ -89,15 +99,27 @@ class AdaFaceHead(CosineMarginHead):
             raise ValueError('AdaFaceHead needs the feature norms [B, 1]; got None')
         safe_norm = norm.detach().float().clamp(0.001, 100.0)
         if self.training:
-            self._update_norm_statistics(safe_norm)
+            self._update_norm_statistics(torch.isfinite(norm.detach()), safe_norm)
         z = (self.h * (safe_norm - self.batch_mean) / (self.batch_std + self.eps)).clamp(-1, 1)
         theta = torch.acos(target_cos)
         theta = (theta - self.m * z).clamp(self.eps, math.pi - self.eps)
         return torch.cos(theta) - (self.m + self.m * z)
 
     @torch.no_grad()
-    def _update_norm_statistics(self, safe_norm: torch.Tensor) -> None:
+    def _update_norm_statistics(self, finite: torch.Tensor, safe_norm: torch.Tensor) -> None:
+        """EMA update from the samples whose raw norm is finite (``finite``: bool, [B, 1]).
+
+        Masked sums instead of ``mean()``/``std()`` and ``torch.where`` instead of an ``if``:
+        no value is read on the host, so a CUDA step does not wait here.
+        """
+        valid = finite.reshape(-1)
+        values = safe_norm.reshape(-1).masked_fill(~valid, 0)
+        count = valid.sum()
+        mean = values.sum() / count.clamp(min=1)
+        deviation = (values - mean).masked_fill(~valid, 0)
+        std = (deviation.square().sum() / (count - 1).clamp(min=1)).sqrt()
         a = self.t_alpha
-        self.batch_mean.mul_(1 - a).add_(a * safe_norm.mean())
-        if safe_norm.numel() > 1:
-            self.batch_std.mul_(1 - a).add_(a * safe_norm.std())
+        self.batch_mean.copy_(
+            torch.where(count > 0, self.batch_mean * (1 - a) + a * mean, self.batch_mean))
+        self.batch_std.copy_(
+            torch.where(count > 1, self.batch_std * (1 - a) + a * std, self.batch_std))

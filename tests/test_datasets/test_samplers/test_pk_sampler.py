@@ -7,6 +7,7 @@ from mmengine.dataset import BaseDataset, ConcatDataset, RepeatDataset
 from mmengine.runner import Runner
 
 from mmoaml.datasets.samplers import PKSampler
+from mmoaml.datasets.samplers.pk_sampler import check_pk_batch_size
 from mmoaml.registry import DATA_SAMPLERS
 
 SCOPE = 'mmoaml'
@@ -236,7 +237,7 @@ def test_missing_label_is_named():
             return dict(img_path=f'face_{idx}.jpg')
 
     with pytest.raises(KeyError, match=r'get_data_info\(0\) of NoLabel has no gt_label'):
-        _sampler(NoLabel([0, 1]), batch_size=4)
+        _sampler(NoLabel([0, 1]), batch_size=8)
 
 
 def test_more_ranks_than_batches_without_round_up_is_refused():
@@ -261,3 +262,23 @@ def test_built_from_config_by_the_runner_dataloader():
         batch_labels = np.array(batch['label']).reshape(2, 4)
         assert (batch_labels == batch_labels[:, :1]).all()
         assert batch_labels[0, 0] != batch_labels[1, 0]
+
+
+def test_one_identity_per_batch_is_refused_naming_both_keys():
+    # K = batch size: no negatives in any batch (triplet loss 0, QAConv accuracy NaN all run).
+    with pytest.raises(ValueError, match='batch_size=4 equals num_instances=4') as info:
+        _sampler(_Labels(_labels([4] * 4)), num_instances=4, batch_size=4)
+    message = str(info.value)
+    assert 'train_dataloader.sampler.batch_size' in message
+    assert 'train_dataloader.sampler.num_instances' in message
+
+
+def test_loader_and_sampler_batch_sizes_must_agree():
+    loader = dict(batch_size=128, sampler=dict(type='PKSampler', num_instances=4,
+                                               batch_size=256))
+    with pytest.raises(ValueError, match=r'train_dataloader.batch_size=128 differs from '
+                       r'train_dataloader.sampler.batch_size=256'):
+        check_pk_batch_size(loader)
+    check_pk_batch_size(dict(loader, batch_size=256))
+    check_pk_batch_size(dict(batch_size=8, sampler=dict(type='DefaultSampler')))  # not PK
+    check_pk_batch_size(None)  # no training loader

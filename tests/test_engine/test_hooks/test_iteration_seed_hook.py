@@ -2,6 +2,7 @@
 import itertools
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 from mmengine.hooks import Hook
@@ -11,6 +12,9 @@ from torch.utils.data import Dataset
 
 from mmoaml.engine.hooks import IterationSeedHook
 from mmoaml.registry import HOOKS
+
+# Resuming needs mmoaml's loader (installed by its entry points, not by the import).
+pytestmark = pytest.mark.usefixtures('safe_loader')
 
 SCOPE = 'mmoaml'
 _run_ids = itertools.count()

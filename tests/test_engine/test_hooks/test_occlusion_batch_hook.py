@@ -13,6 +13,7 @@ from mmengine.structures import BaseDataElement
 
 from mmoaml.datasets.transforms import MedicalMaskOcclusion
 from mmoaml.engine.hooks import OcclusionBatchHook
+from mmoaml.fileio import NotACheckpointError
 from mmoaml.fileio.checkpoint import load_checkpoint_file
 from mmoaml.registry import HOOKS
 
@@ -20,6 +21,9 @@ SCOPE = 'mmoaml'  # each Runner makes its scope current; keep mmoaml's for later
 _run_ids = itertools.count()
 NUM_OCCLUDED, OCCLUDED_BATCH = 8, 4  # 2 batches per pass
 NUM_CLEAN, CLEAN_BATCH = 3, 1  # 3 batches per pass; 4 + 1 is a clean share of 0.2
+
+# Resuming needs mmoaml's loader (installed by its entry points, not by the import).
+pytestmark = pytest.mark.usefixtures('safe_loader')
 
 
 class _Faces(BaseDataset):
@@ -78,6 +82,7 @@ def _hook(**kwargs):
         occluded_loader=dict(dataset=_Faces('occluded', NUM_OCCLUDED), batch_size=OCCLUDED_BATCH),
         clean_loader=dict(dataset=_Faces('clean', NUM_CLEAN), batch_size=CLEAN_BATCH),
         **kwargs)
+
 
 
 def _train(work_dir, hook, max_iters, resume_from=None):
@@ -249,3 +254,14 @@ def test_checkpoint_state_round_trip_and_bad_state():
     assert hook._streams['clean'].loader.sampler.epoch == 1
     with pytest.raises(ValueError, match='next_epoch'):
         hook.after_load_checkpoint(_FAKE_RUNNER, dict(occlusion_batch_hook=dict(occluded={})))
+
+
+def test_a_checkpoint_that_is_no_dict_is_refused_clearly(tmp_path):
+    hook = _hook()
+    with pytest.raises(TypeError, match='the loaded checkpoint is a list, not a dict'):
+        hook.after_load_checkpoint(_FAKE_RUNNER, [dict(state_dict={})])
+    # Through the Runner the loader names the file before the hook sees it.
+    path = tmp_path / 'list.pth'
+    torch.save([_Recorder().state_dict()], path)
+    with pytest.raises(NotACheckpointError, match='list.pth" holds a list'):
+        _train(tmp_path / 'work', _hook(), max_iters=1, resume_from=str(path))

@@ -89,6 +89,19 @@ def test_non_finite_loss_is_skipped_and_counted_not_seen_by_the_scaler():
     assert wrapper.loss_scaler.get_scale() == scale
 
 
+def test_nan_gradient_without_a_scaler_is_skipped_and_counted():
+    fc = _linear()
+    wrapper = _wrapper(fc, dtype='bfloat16')  # no scaler: the wrapper checks the gradients
+    before = [p.detach().clone() for p in fc.parameters()]
+    skipped = wrapper.skipped_updates
+    with wrapper.optim_context(fc):
+        out = fc(_inputs())
+    fc.bias.register_hook(lambda grad: grad * float('nan'))
+    wrapper.update_params(out.float().pow(2).mean())  # finite loss
+    assert all(torch.equal(p, b) for p, b in zip(fc.parameters(), before))
+    assert wrapper.skipped_updates == skipped + 1
+
+
 def test_overflowing_gradients_shrink_the_scale_without_a_counted_skip():
     fc = _linear()
     wrapper = _wrapper(fc, dtype='float16', loss_scale=dict(init_scale=2.0**16, growth_interval=1))
@@ -162,6 +175,7 @@ class _Data(Dataset):
         return dict(inputs=x, targets=x.sum())
 
 
+
 def _train(work_dir, max_iters, resume=False):
     runner = Runner(
         model=_Regression(),
@@ -180,7 +194,7 @@ def _train(work_dir, max_iters, resume=False):
     return runner
 
 
-def test_runner_trains_and_resumes_the_scale(tmp_path):
+def test_runner_trains_and_resumes_the_scale(tmp_path, safe_loader):
     runner = _train(tmp_path, max_iters=2)
     checkpoint = load_checkpoint_file(str(tmp_path / 'iter_2.pth'))  # no opt-in needed
     assert checkpoint['optimizer']['loss_scaler']['scale'] == 16.0  # 4 -> 8 -> 16

@@ -218,3 +218,144 @@ def test_ddp_ranks_skip_together_without_hanging():
     np.testing.assert_allclose(hist0, hist1, rtol=1e-6)  # identical replicas after every step
     assert (hist0[1] == hist0[0]).all()  # step 1 skipped on both ranks
     assert (hist0[2] != hist0[1]).any()  # and training continued
+
+
+# --- gradients and buffers are checked too; too many skips in a row stop training -------------
+
+def _wrapper_for(model, **kwargs):
+    wrapper = FiniteLossOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), **kwargs)
+    wrapper.message_hub = MessageHub.get_instance(f'finite_grad_{next(_run_ids)}')
+    return wrapper
+
+
+def _state(model):
+    return [t.detach().clone() for t in itertools.chain(model.parameters(), model.buffers())]
+
+
+def _nan_gradient(grad):
+    return torch.full_like(grad, float('nan'))
+
+
+def _step(wrapper, model, x, poison_grad=False, poison_loss=False):
+    handle = model.weight.register_hook(_nan_gradient) if poison_grad else None
+    with wrapper.optim_context(model):
+        loss = _loss(model, x, poison=poison_loss)
+    assert torch.isfinite(loss) != poison_loss
+    wrapper.update_params(loss)
+    if handle is not None:
+        handle.remove()
+
+
+def test_nan_gradient_with_a_finite_loss_is_skipped_and_counted():
+    model, x = nn.Linear(3, 1), torch.randn(4, 3, generator=torch.Generator().manual_seed(2))
+    wrapper = _wrapper_for(model)
+    start = _state(model)
+    _step(wrapper, model, x, poison_grad=True)
+    assert _same(start, _state(model))  # parameters unchanged, no momentum state created
+    assert wrapper.optimizer.state_dict()['state'] == {}
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    assert wrapper.skipped_updates == 1
+    assert wrapper.message_hub.get_scalar('train/skipped_nonfinite').current() == 1
+    _step(wrapper, model, x)  # a clean update goes through
+    assert not _same(start, _state(model)) and all(torch.isfinite(t).all() for t in _state(model))
+    assert wrapper.skipped_updates == 1 and wrapper.consecutive_skips == 0
+
+
+class _BatchNormModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(3)
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, inputs, mode='loss'):
+        return dict(loss_fit=self.fc(self.bn(inputs)).pow(2).mean())
+
+
+def test_nan_pixel_leaves_batchnorm_statistics_as_they_were():
+    torch.manual_seed(0)
+    model = _BatchNormModel()
+    wrapper = _wrapper_for(model)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(3))
+    model.train_step(dict(inputs=x), wrapper)  # a clean step moves the statistics
+    assert not torch.equal(model.bn.running_mean, torch.zeros(3))
+    before = _state(model)
+    x_bad = x.clone()
+    x_bad[1, 2] = float('nan')
+    log_vars = model.train_step(dict(inputs=x_bad), wrapper)
+    assert not torch.isfinite(log_vars['loss'])
+    assert _same(before, _state(model))  # running statistics restored, parameters unchanged
+    assert all(torch.isfinite(t).all() for t in _state(model))
+    assert wrapper.skipped_updates == 1
+
+
+def test_consecutive_skips_stop_training_naming_what_went_non_finite_first():
+    model, x = nn.Linear(3, 1), torch.randn(4, 3, generator=torch.Generator().manual_seed(4))
+    wrapper = _wrapper_for(model, max_consecutive_skips=3)
+    _step(wrapper, model, x, poison_loss=True)
+    _step(wrapper, model, x)  # a clean update resets the streak
+    _step(wrapper, model, x, poison_grad=True)  # first of the streak: a gradient
+    _step(wrapper, model, x, poison_loss=True)
+    with pytest.raises(FloatingPointError) as error:
+        _step(wrapper, model, x, poison_loss=True)
+    message = str(error.value)
+    assert '3 consecutive updates skipped' in message
+    assert 'gradient of weight' in message and 'loss' not in message.split('had non-finite')[1]
+    assert wrapper.skipped_updates == 4
+    assert wrapper.message_hub.get_scalar('train/skipped_nonfinite').current() == 4
+
+
+def test_a_non_finite_buffer_is_named_when_training_stops():
+    model = _BatchNormModel()
+    wrapper = _wrapper_for(model, max_consecutive_skips=1)
+    with pytest.raises(FloatingPointError, match=r'buffer bn\.running_mean, bn\.running_var'):
+        model.train_step(dict(inputs=torch.full((4, 3), float('inf'))), wrapper)
+    assert all(torch.isfinite(b).all() for b in model.buffers())
+
+
+@pytest.mark.parametrize('value', [0, -1, 2.5, True])
+def test_bad_max_consecutive_skips_is_refused(value):
+    with pytest.raises(ValueError, match='max_consecutive_skips'):
+        FiniteLossOptimWrapper(
+            optimizer=torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1),
+            max_consecutive_skips=value)
+
+
+class _TwoTermModel(BaseModel):
+    """loss_fit is finite; loss_bad is NaN in every iteration."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 1)
+
+    def forward(self, inputs, labels, mode='tensor'):
+        out = self.fc(torch.stack(inputs)).squeeze(1)
+        fit = ((out - torch.stack(labels))**2).mean()
+        return dict(loss_fit=fit, loss_bad=out.mean() * float('nan'))
+
+
+def test_runner_stops_after_consecutive_skips_naming_the_loss_term(tmp_path):
+    runner = Runner(
+        model=_TwoTermModel(),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=_ToyData(),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=2,
+            num_workers=0),
+        optim_wrapper=dict(
+            type='FiniteLossOptimWrapper', max_consecutive_skips=3,
+            optimizer=dict(type='SGD', lr=0.05)),
+        train_cfg=dict(by_epoch=True, max_epochs=1),
+        default_hooks=dict(logger=dict(type='LoggerHook', interval=1)),
+        randomness=dict(seed=0),
+        experiment_name=f'finite_{next(_run_ids)}',
+        default_scope=SCOPE)
+    with pytest.raises(FloatingPointError) as error:
+        runner.train()
+    message = str(error.value)
+    assert 'at iteration 1' in message and 'loss terms loss_bad = nan' in message
+    assert 'loss_fit' not in message
+    assert runner.iter == 2  # the third iteration raised before counting itself
+    assert runner.message_hub.get_scalar('train/skipped_nonfinite').current() == 3

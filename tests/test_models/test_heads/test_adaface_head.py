@@ -118,3 +118,42 @@ def test_missing_norm_is_an_error():
 def test_registered():
     head = MODELS.build(dict(type='AdaFaceHead', _scope_='mmoaml', embed_dim=8, num_classes=4))
     assert isinstance(head, AdaFaceHead)
+
+
+def _ema_head():
+    head = AdaFaceHead(embed_dim=4, num_classes=3, t_alpha=0.5).train()
+    head.kernel.data = torch.tensor(KERNEL, dtype=torch.float32)
+    return head
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+def test_non_finite_norms_are_left_out_of_the_ema(bad):
+    """Deviation from the reference: a NaN norm made its EMA NaN for good; +-inf was clipped."""
+    head = _ema_head()
+    norms = torch.tensor([[10.0], [bad], [30.0], [50.0]])
+    logits = head(torch.tensor(EMB[0][[0, 1, 2, 0]], dtype=torch.float32), norms,
+                  torch.tensor([0, 1, 2, 0]))
+    finite = np.array([10.0, 30.0, 50.0])  # the EMA of the finite norms only
+    assert head.batch_mean.item() == pytest.approx(0.5 * finite.mean() + 0.5 * 20.0, rel=1e-6)
+    assert head.batch_std.item() == pytest.approx(0.5 * finite.std(ddof=1) + 0.5 * 100.0, rel=1e-6)
+    # the other samples' logits stay finite; the bad sample's margin follows the reference
+    # (an infinite norm counts as 100, a NaN norm gives NaN and so a non-finite loss)
+    assert torch.isfinite(logits[[0, 2, 3]]).all()
+    assert torch.isfinite(logits[1]).all() == (bad == bad)
+
+
+def test_one_finite_norm_updates_the_mean_only_and_none_updates_nothing():
+    head = _ema_head()
+    head(torch.tensor(EMB[0][:2], dtype=torch.float32), torch.tensor([[float('nan')], [30.0]]),
+         torch.tensor([0, 1]))
+    assert head.batch_mean.item() == pytest.approx(25.0) and head.batch_std.item() == 100.0
+    head(torch.tensor(EMB[0][:2], dtype=torch.float32), torch.full((2, 1), float('nan')),
+         torch.tensor([0, 1]))
+    assert head.batch_mean.item() == pytest.approx(25.0) and head.batch_std.item() == 100.0
+
+
+def test_empty_batch_leaves_the_ema_unchanged():
+    head = _ema_head()
+    logits = head(torch.empty(0, 4), torch.empty(0, 1), torch.empty(0, dtype=torch.long))
+    assert logits.shape == (0, 3)
+    assert head.batch_mean.item() == 20.0 and head.batch_std.item() == 100.0

@@ -1,0 +1,51 @@
+"""Fixtures shared by the whole test suite."""
+import contextlib
+import os
+import resource
+import tracemalloc
+
+import pytest
+
+# --doctest-modules imports every .py file under its plain name, so the several conftest.py
+# files of the suite (they hold no doctest) would clash as modules named 'conftest'.
+collect_ignore_glob = ['*conftest.py']
+
+
+@pytest.fixture
+def peak_memory():
+    """Context manager measuring the tracemalloc peak (bytes) of its body in ``.bytes``.
+
+    The body also runs under an address-space cap 1 GiB above the current size, so code that
+    tries to allocate tens of gigabytes (the regression such a test exists for) fails with
+    ``MemoryError`` instead of exhausting the machine the tests share.
+    """
+
+    class Peak:
+        bytes = None
+
+    @contextlib.contextmanager
+    def measure():
+        peak = Peak()
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with open('/proc/self/statm') as f:
+            cap = int(f.read().split()[0]) * os.sysconf('SC_PAGE_SIZE') + (1 << 30)
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+        tracemalloc.start()
+        try:
+            yield peak
+        finally:
+            peak.bytes = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+    return measure
+
+
+@pytest.fixture
+def safe_loader():
+    """mmoaml's safe checkpoint loader, which its entry points (tools, ``register_all_modules``)
+    install and the import does not: tests that resume through a bare Runner need it."""
+    from mmoaml.fileio import install_safe_checkpoint_loader
+    install_safe_checkpoint_loader()
