@@ -18,7 +18,7 @@ from mmoaml.structures import EMBEDDING, FEATURE_MAP, GT_VISIBILITY, VISIBILITY,
 class BaseFaceMetric(BaseMetric):
     """Base of the face metrics: one CPU entry per image, gathered to rank 0 and scored there.
 
-    A subclass implements :meth:`_entry` (the dict stored for one data sample; it must hold the
+    A subclass implements :meth:`make_entry` (the dict stored for one data sample; it must hold the
     image's dataset index ``sample_idx``) and :meth:`compute_metrics` (rank 0, on the distinct
     entries sorted by ``sample_idx``), and names in :attr:`matcher_methods` what its QAConv
     matcher must provide. The ``_read_*`` methods read the model's ``predict`` fields of a data
@@ -72,7 +72,7 @@ class BaseFaceMetric(BaseMetric):
         return value
 
     @staticmethod
-    def _check_score_types(score_types: Sequence[str], known: Sequence[str]) -> Tuple[str, ...]:
+    def check_score_types(score_types: Sequence[str], known: Sequence[str]) -> Tuple[str, ...]:
         """``score_types`` as a tuple if they are distinct names from ``known`` (at least one)."""
         score_types = tuple(score_types)
         if (not score_types or set(score_types) - set(known)
@@ -101,7 +101,7 @@ class BaseFaceMetric(BaseMetric):
     # ------------------------------------------------------------------ per-image entries
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
-        """Store one CPU entry per image (made by :meth:`_entry`).
+        """Store one CPU entry per image (made by :meth:`make_entry`).
 
         Args:
             data_batch (Any): The batch given to the model (unused: everything is read from
@@ -109,14 +109,14 @@ class BaseFaceMetric(BaseMetric):
             data_samples (Sequence[dict]): The model's outputs, one dict per image.
         """
         for sample in data_samples:
-            self.results.append(self._entry(sample))
+            self.results.append(self.make_entry(sample))
 
     @abstractmethod
-    def _entry(self, sample: dict) -> dict:
+    def make_entry(self, sample: dict) -> dict:
         """The entry stored for one data sample: CPU tensors and Python values only, with the
         image's ``sample_idx`` (int)."""
 
-    def _sample_index(self, sample: dict, metainfo: Sequence[str] = ()) -> int:
+    def sample_index(self, sample: dict, metainfo: Sequence[str] = ()) -> int:
         """The ``sample_idx`` of a data sample, which must also carry the keys ``metainfo``."""
         required = ('sample_idx', *metainfo)
         if any(key not in sample for key in required):
@@ -125,7 +125,7 @@ class BaseFaceMetric(BaseMetric):
                            f'{names}, got keys {sorted(sample)}')
         return int(sample['sample_idx'])
 
-    def _read_tensor(self, sample: dict, key: str, index: int) -> torch.Tensor:
+    def read_tensor(self, sample: dict, key: str, index: int) -> torch.Tensor:
         """The tensor ``sample[key]``; a KeyError naming the metric and sample when absent."""
         value = sample.get(key)
         if not isinstance(value, torch.Tensor):
@@ -133,24 +133,24 @@ class BaseFaceMetric(BaseMetric):
                            'model predict() output); the requested score types need it')
         return value
 
-    def _read_embedding(self, sample: dict, index: int) -> torch.Tensor:
+    def read_embedding(self, sample: dict, index: int) -> torch.Tensor:
         """The ``[D]`` embedding as a float32 CPU copy."""
-        embedding = self._read_tensor(sample, EMBEDDING, index)
+        embedding = self.read_tensor(sample, EMBEDDING, index)
         if embedding.dim() != 1:
             raise ValueError(f'{type(self).__name__}: {EMBEDDING} of sample {index} must be '
                              f'[D], got {list(embedding.shape)}')
         return _own_copy(embedding, torch.float32)
 
-    def _read_feature_map(self, sample: dict, index: int) -> torch.Tensor:
+    def read_feature_map(self, sample: dict, index: int) -> torch.Tensor:
         """The ``[C, h, w]`` matching map as a float16 CPU copy (half the memory of float32;
         the matcher converts each block it scores back)."""
-        feature_map = self._read_tensor(sample, FEATURE_MAP, index)
+        feature_map = self.read_tensor(sample, FEATURE_MAP, index)
         if feature_map.dim() != 3:
             raise ValueError(f'{type(self).__name__}: {FEATURE_MAP} of sample {index} must be '
                              f'[C, h, w], got {list(feature_map.shape)}')
         return _own_copy(feature_map, torch.float16)
 
-    def _read_visibility(self, sample: dict, index: int,
+    def read_visibility(self, sample: dict, index: int,
                          grid: Tuple[int, int]) -> Optional[torch.Tensor]:
         """The predicted visibility as a float32 ``[1, h, w]`` CPU copy on the map ``grid``
         (None when the model predicts none)."""
@@ -162,11 +162,11 @@ class BaseFaceMetric(BaseMetric):
                              f'[1, {grid[0]}, {grid[1]}] (the map grid), got {list(vis.shape)}')
         return _own_copy(vis, torch.float32).reshape(1, *grid)
 
-    def _read_gt_visibility(self, sample: dict, index: int,
+    def read_gt_visibility(self, sample: dict, index: int,
                             grid: Tuple[int, int]) -> torch.Tensor:
         """The ``[1, H, W]`` pixel ground truth area-averaged to a float32 ``[1, h, w]`` on the
         map ``grid`` (only the grid-sized map is kept)."""
-        gt = self._read_tensor(sample, GT_VISIBILITY, index)
+        gt = self.read_tensor(sample, GT_VISIBILITY, index)
         if gt.dim() != 3 or gt.shape[0] != 1:
             raise ValueError(f'{type(self).__name__}: {GT_VISIBILITY} of sample {index} must '
                              f'be [1, H, W], got {list(gt.shape)}')
@@ -186,7 +186,7 @@ class BaseFaceMetric(BaseMetric):
                             f'{wanted}, got {type(matcher).__name__}')
         self._matcher = matcher
 
-    def _bound_matcher(self, score_types: Sequence[str]) -> Tuple[nn.Module, torch.device]:
+    def bound_matcher(self, score_types: Sequence[str]) -> Tuple[nn.Module, torch.device]:
         """The bound matcher and the device of its parameters (CPU when it has none).
 
         Args:

@@ -119,7 +119,7 @@ class FaceIdentificationMetric(BaseFaceMetric):
                  prefix: Optional[str] = None,
                  gather_chunk: int = 512) -> None:
         super().__init__(gather_chunk=gather_chunk, collect_device=collect_device, prefix=prefix)
-        self.score_types = self._check_score_types(score_types, SCORE_TYPES)
+        self.score_types = self.check_score_types(score_types, SCORE_TYPES)
         self.shortlist_k = self._check_int('shortlist_k', shortlist_k)
         if chunk_size is not None:
             self._check_int('chunk_size', chunk_size)
@@ -138,9 +138,9 @@ class FaceIdentificationMetric(BaseFaceMetric):
         self.role_key = role_key
         self._needs_qaconv = bool({'qaconv', 'combined'} & set(self.score_types))
 
-    def _entry(self, sample: dict) -> dict:
+    def make_entry(self, sample: dict) -> dict:
         """Role, identity, embedding and (for QAConv) the map and its visibility."""
-        index = self._sample_index(sample)
+        index = self.sample_index(sample)
         role = sample.get(self.role_key)
         if role not in ROLES:
             raise KeyError(f'{type(self).__name__}: sample {index} needs the metainfo '
@@ -153,11 +153,11 @@ class FaceIdentificationMetric(BaseFaceMetric):
                            f'(identity), got {label!r}')
         entry = dict(
             sample_idx=index, gallery=role == 'gallery', label=int(torch.as_tensor(label).item()))
-        entry[EMBEDDING] = self._read_embedding(sample, index)
+        entry[EMBEDDING] = self.read_embedding(sample, index)
         if self._needs_qaconv:
-            feature_map = self._read_feature_map(sample, index)
+            feature_map = self.read_feature_map(sample, index)
             entry[FEATURE_MAP] = feature_map
-            vis = self._read_visibility(sample, index, tuple(feature_map.shape[1:]))
+            vis = self.read_visibility(sample, index, tuple(feature_map.shape[1:]))
             if vis is not None:
                 entry[VISIBILITY] = vis
         return entry
@@ -235,7 +235,7 @@ class FaceIdentificationMetric(BaseFaceMetric):
     def _rerank(self, gallery: List[dict], probes: List[dict], use_vis: bool,
                 candidates: np.ndarray) -> np.ndarray:
         """``[P, k]`` QAConv scores of each probe against its shortlisted gallery images."""
-        matcher, device = self._bound_matcher(self.score_types)
+        matcher, device = self.bound_matcher(self.score_types)
         num_probes, k = candidates.shape
         probes_per_call = max(1, self.qaconv_chunk // k)
         scores = []
@@ -256,7 +256,7 @@ class FaceIdentificationMetric(BaseFaceMetric):
     def _full_qaconv_top1(self, gallery: List[dict], probes: List[dict], use_vis: bool,
                           chosen: np.ndarray) -> np.ndarray:
         """Index of the best gallery image by QAConv over the whole gallery, per chosen probe."""
-        matcher, device = self._bound_matcher(self.score_types)
+        matcher, device = self.bound_matcher(self.score_types)
         probe = stack_field(probes, FEATURE_MAP, device, chosen)
         probe_vis = stack_field(probes, VISIBILITY, device, chosen) if use_vis else None
         # match() normalises its whole gallery argument in float32, so feed it in blocks.

@@ -105,7 +105,7 @@ class FaceVerificationMetric(BaseFaceMetric):
         super().__init__(gather_chunk=gather_chunk, collect_device=collect_device, prefix=prefix)
         self.nfolds = self._check_int('nfolds', nfolds, minimum=2)
         self.far = self._check_rates('far', far, allow_empty=False)
-        self.score_types = self._check_score_types(score_types, SCORE_TYPES)
+        self.score_types = self.check_score_types(score_types, SCORE_TYPES)
         self.combine_weights = self._check_combine_weights(combine_weights)
         self.qaconv_chunk = self._check_int('qaconv_chunk', qaconv_chunk)
         needed = set(self.score_types)
@@ -117,25 +117,25 @@ class FaceVerificationMetric(BaseFaceMetric):
         self._needs_gt_visibility = 'qaconv_gt' in needed
         self._qaconv_types = [t for t in _QACONV_VISIBILITY if t in needed]
 
-    def _entry(self, sample: dict) -> dict:
+    def make_entry(self, sample: dict) -> dict:
         """Labels of the pair and only the fields the requested score types need."""
-        index = self._sample_index(sample, metainfo=('issame', ))
+        index = self.sample_index(sample, metainfo=('issame', ))
         pair_idx = sample.get('pair_idx')
         entry = dict(
             sample_idx=index,
             issame=bool(sample['issame']),
             pair_idx=None if pair_idx is None else int(pair_idx))
         if self._needs_embedding:
-            entry[EMBEDDING] = self._read_embedding(sample, index)
+            entry[EMBEDDING] = self.read_embedding(sample, index)
         if not self._needs_maps:
             return entry
-        feature_map = self._read_feature_map(sample, index)
+        feature_map = self.read_feature_map(sample, index)
         grid = tuple(feature_map.shape[1:])
         entry[FEATURE_MAP] = feature_map
         if self._needs_visibility:
-            entry[VISIBILITY] = self._read_visibility(sample, index, grid)
+            entry[VISIBILITY] = self.read_visibility(sample, index, grid)
         if self._needs_gt_visibility:
-            entry[GT_VISIBILITY] = self._read_gt_visibility(sample, index, grid)
+            entry[GT_VISIBILITY] = self.read_gt_visibility(sample, index, grid)
         return entry
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
@@ -192,7 +192,7 @@ class FaceVerificationMetric(BaseFaceMetric):
     def _qaconv_pair_scores(self, entries: List[dict], vis_key: Optional[str]) -> np.ndarray:
         """``match_pairs`` of images ``(2k, 2k+1)`` in eval mode, ``qaconv_chunk`` pairs at a
         time: only one block of maps is ever stacked (and converted by the matcher)."""
-        matcher, device = self._bound_matcher(self._qaconv_types)
+        matcher, device = self.bound_matcher(self._qaconv_types)
         if vis_key is not None and not all_or_none(entries, vis_key, type(self).__name__):
             vis_key = None
         scores = []

@@ -29,9 +29,9 @@ class ToyMetric(BaseFaceMetric):
         super().__init__(**kwargs)
         self.fail = fail
 
-    def _entry(self, sample):
-        index = self._sample_index(sample)
-        return dict(sample_idx=index, value=float(self._read_embedding(sample, index)[0]))
+    def make_entry(self, sample):
+        index = self.sample_index(sample)
+        return dict(sample_idx=index, value=float(self.read_embedding(sample, index)[0]))
 
     def compute_metrics(self, results):
         if self.fail:
@@ -103,14 +103,14 @@ def test_entry_reading_names_the_metric_and_the_sample():
         metric.process(None, [dict(sample_idx=5, embedding=torch.zeros(2, D))])
     sample = dict(sample_idx=0, feature_map=torch.zeros(4, C, H, W)[1],
                   visibility=torch.ones(H * W), gt_visibility=torch.ones(1, 8, 8))
-    feature_map = metric._read_feature_map(sample, 0)
+    feature_map = metric.read_feature_map(sample, 0)
     assert feature_map.dtype == torch.float16  # half the memory of the model's float32
     assert feature_map.untyped_storage().nbytes() == C * H * W * 2  # not the whole batch
-    assert tuple(metric._read_visibility(sample, 0, (H, W)).shape) == (1, H, W)
-    assert metric._read_visibility(dict(sample_idx=0), 0, (H, W)) is None
-    assert tuple(metric._read_gt_visibility(sample, 0, (H, W)).shape) == (1, H, W)
+    assert tuple(metric.read_visibility(sample, 0, (H, W)).shape) == (1, H, W)
+    assert metric.read_visibility(dict(sample_idx=0), 0, (H, W)) is None
+    assert tuple(metric.read_gt_visibility(sample, 0, (H, W)).shape) == (1, H, W)
     with pytest.raises(ValueError, match=r'ToyMetric: visibility of sample 0 must be \[1, 2, 2\]'):
-        metric._read_visibility(dict(sample, visibility=torch.ones(1, 3, 3)), 0, (H, W))
+        metric.read_visibility(dict(sample, visibility=torch.ones(1, 3, 3)), 0, (H, W))
 
 
 def test_argument_checks_and_matcher_binding():
@@ -123,10 +123,10 @@ def test_argument_checks_and_matcher_binding():
         ToyMetric().bind_matcher(torch.nn.Linear(2, 2))
     metric = ToyMetric()
     with pytest.raises(RuntimeError, match=r"ToyMetric: score types \['qaconv'\] need"):
-        metric._bound_matcher(['qaconv'])
+        metric.bound_matcher(['qaconv'])
     head = QAConvHead(num_features=C, height=H, width=W)
     metric.bind_matcher(head)
-    assert metric._bound_matcher(['qaconv']) == (head, torch.device('cpu'))
+    assert metric.bound_matcher(['qaconv']) == (head, torch.device('cpu'))
     with pytest.raises(TypeError):
         BaseFaceMetric()  # abstract: no entries, no metrics
 
