@@ -2,16 +2,17 @@
 
 Scores a ``P x G`` set of 7x7x512 maps with ``QAConvHead.match`` in eval mode (default chunking)
 in float32 and bfloat16, with and without visibility maps, plus verification-style aligned pairs
-(``match_pairs``), and measures in the same run the best ``torch.matmul`` rate of each
-precision over a few shapes (including the head's own block shape). Useful work per pair is the
-correlation, ``2 * 49 * 49 * 512`` FLOPs; the maxima, BN and fc are counted as overhead. Every
-time is the best of ``--repeats`` runs after a warm-up, which filters out other load on a shared
-machine. Aligned pairs are bound by reading and normalising the maps (each map is used once),
-not by the correlation.
+(``match_pairs``, with and without visibility), and measures in the same run, alternating with
+the head's cases, the best ``torch.matmul`` rate of each precision over a few shapes (including
+the head's own block shape). Useful work per pair is the correlation, ``2 * 49 * 49 * 512``
+FLOPs; normalising the maps, the maxima, BN and fc are counted as overhead. Every time is the
+best of ``--repeats`` rounds after a warm-up round, each round calling every case in turn, which
+filters out other load on a shared machine. The last lines give the throughput with visibility
+over that without, per precision.
 
 Example::
 
-    python tools/benchmarks/qaconv_throughput.py --probes 512 --gallery 512 --repeats 3
+    python tools/benchmarks/qaconv_throughput.py --probes 256 --gallery 256 --threads 1
 """
 import argparse
 import time
@@ -26,27 +27,28 @@ FLOPS_PER_PAIR = 2 * (H * W)**2 * C
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16}
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Minimum wall time of ``fn`` over ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def best_times(fns: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, float]:
+    """Minimum wall time of each ``fn`` over ``repeats`` rounds that call them in turn, after one
+    warm-up round, so that load on a shared machine hits all contenders alike."""
+    best = {name: float('inf') for name in fns}
+    for round_idx in range(repeats + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if round_idx:
+                best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
-def matmul_peak(dtype: torch.dtype, shapes: List[Tuple[int, int, int]],
-                repeats: int) -> Tuple[float, Tuple[int, int, int]]:
-    """Best GFLOP/s of ``[m, k] @ [k, n]`` over ``shapes``."""
-    best = (0.0, shapes[0])
+def matmul_cases(dtype: torch.dtype, shapes: List[Tuple[int, int, int]]
+                 ) -> Dict[Tuple[int, int, int], Callable[[], object]]:
+    """``[m, k] @ [k, n]`` products of each shape ``(m, n, k)``."""
+    cases = {}
     for m, n, k in shapes:
         a = torch.randn(m, k).to(dtype)
         b = torch.randn(k, n).to(dtype)
-        gflops = 2 * m * n * k / best_time(lambda: a @ b, repeats) / 1e9
-        best = max(best, (gflops, (m, n, k)))
-    return best
+        cases[(m, n, k)] = lambda a=a, b=b: a @ b
+    return cases
 
 
 def parse_args() -> argparse.Namespace:
@@ -74,35 +76,44 @@ def main() -> None:
     gallery_vis = torch.rand(args.gallery, H * W) * (torch.rand(args.gallery, H * W) > 0.2)
     pair_probe = torch.randn(args.pairs, C, H, W)
     pair_gallery = torch.randn(args.pairs, C, H, W)
+    pair_probe_vis = torch.rand(args.pairs, H * W) * (torch.rand(args.pairs, H * W) > 0.2)
+    pair_gallery_vis = torch.rand(args.pairs, H * W) * (torch.rand(args.pairs, H * W) > 0.2)
 
     peaks: Dict[str, Tuple[float, Tuple[int, int, int]]] = {}
     rows = []
+    seconds_of: Dict[Tuple[str, str], float] = {}
     with torch.inference_mode():
         for name, dtype in PRECISIONS.items():
             p_chunk, g_chunk = head._chunk_sizes(None, dtype, probe.device)
             shapes = [(2048, 2048, 2048), (1568, 1568, 512), (4096, 4096, 512),
                       (p_chunk * H * W, g_chunk * H * W, C)]
-            peaks[name] = matmul_peak(dtype, shapes, args.repeats)
-            cases = [
-                ('match, no vis', args.probes * args.gallery,
-                 lambda: head.match(probe, gallery, dtype=dtype)),
-                ('match, vis', args.probes * args.gallery,
-                 lambda: head.match(probe, gallery, probe_vis, gallery_vis, dtype=dtype)),
-                ('match_pairs, no vis', args.pairs,
-                 lambda: head.match_pairs(pair_probe, pair_gallery, dtype=dtype)),
-            ]
-            for label, pairs, fn in cases:
-                seconds = best_time(fn, args.repeats)
+            all_pairs = args.probes * args.gallery
+            cases = {
+                'match, no vis': (all_pairs, lambda: head.match(probe, gallery, dtype=dtype)),
+                'match, vis': (all_pairs, lambda: head.match(probe, gallery, probe_vis,
+                                                             gallery_vis, dtype=dtype)),
+                'match_pairs, no vis': (args.pairs, lambda: head.match_pairs(
+                    pair_probe, pair_gallery, dtype=dtype)),
+                'match_pairs, vis': (args.pairs, lambda: head.match_pairs(
+                    pair_probe, pair_gallery, pair_probe_vis, pair_gallery_vis, dtype=dtype)),
+            }
+            products = matmul_cases(dtype, shapes)
+            # Head cases and the matmul bound alternate round by round, best of each kept.
+            times = best_times({**{label: fn for label, (_, fn) in cases.items()},
+                                **{str(shape): fn for shape, fn in products.items()}},
+                               args.repeats)
+            peaks[name] = max((2 * m * n * k / times[str((m, n, k))] / 1e9, (m, n, k))
+                              for m, n, k in shapes)
+            for label, (pairs, _) in cases.items():
+                seconds = times[label]
+                seconds_of[(name, label)] = seconds
                 rows.append((name, label, f'{p_chunk}x{g_chunk}', pairs / seconds,
                              pairs * FLOPS_PER_PAIR / seconds / 1e9))
-            # Measured again afterwards, keeping the better, so that a burst of other load on
-            # a shared machine during the first measurement does not inflate the ratios.
-            peaks[name] = max(peaks[name], matmul_peak(dtype, shapes, args.repeats))
 
     best_peak = max(gflops for gflops, _ in peaks.values())
     print(f'QAConv 7x7x512 eval scoring, P={args.probes}, G={args.gallery}, '
           f'aligned pairs={args.pairs}, threads={torch.get_num_threads()}, '
-          f'best of {args.repeats}')
+          f'best of {args.repeats} alternating rounds')
     for name, (gflops, shape) in peaks.items():
         print(f'matmul peak {name}: {gflops:8.1f} GFLOP/s (best shape m,n,k={shape})')
     header = (f'{"precision":<9} {"case":<20} {"chunk PxG":>9} {"pairs/s":>12} '
@@ -112,7 +123,10 @@ def main() -> None:
     for name, label, chunk, pairs_per_s, gflops in rows:
         print(f'{name:<9} {label:<20} {chunk:>9} {pairs_per_s:12.0f} {gflops:15.1f} '
               f'{100 * gflops / peaks[name][0]:9.1f}% {100 * gflops / best_peak:10.1f}%')
-
+    for name in PRECISIONS:
+        for call in ('match', 'match_pairs'):
+            ratio = seconds_of[(name, f'{call}, no vis')] / seconds_of[(name, f'{call}, vis')]
+            print(f'{name} {call} vis / no vis throughput: {ratio:.3f}')
 
 if __name__ == '__main__':
     main()

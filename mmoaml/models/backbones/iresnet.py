@@ -85,14 +85,43 @@ class SqueezeExcitation(nn.Module):
         return x * scale
 
 
+class Subsample(nn.Module):
+    """Parameter-free identity shortcut: ``x`` at stride 1, the strided view ``x[..., ::s, ::s]``
+    otherwise (the reference's ``MaxPool2d(1, s)`` without copying the activation).
+
+    Args:
+        stride (int): Subsampling step ``s``.
+    """
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x`` or its strided view (no copy)."""
+        if self.stride == 1:
+            return x
+        return x[..., ::self.stride, ::self.stride]
+
+    def extra_repr(self) -> str:
+        return f'stride={self.stride}'
+
+
 def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     """Identity branch of a unit: pure subsampling when the widths agree, else a 1x1 projection."""
     if in_channels == out_channels:
-        # MaxPool2d with a 1x1 window is strided subsampling (x[..., ::s, ::s]), no parameters.
-        return nn.MaxPool2d(kernel_size=1, stride=stride)
+        return Subsample(stride)
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
         nn.BatchNorm2d(out_channels))
+
+
+def _residual_sum(out: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+    """``out + shortcut``, in place in ``out`` (the residual branch's fresh output; its last
+    op, BN or SE's multiply, does not keep it for backward) when the dtypes agree."""
+    if out.dtype == torch.promote_types(out.dtype, shortcut.dtype):
+        return out.add_(shortcut)
+    return out + shortcut
 
 
 class BasicIRUnit(nn.Module):
@@ -125,7 +154,7 @@ class BasicIRUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``[B,C_in,H,W]`` to ``[B,C,H/s,W/s]``."""
-        return self.res_layer(x) + self.shortcut_layer(x)
+        return _residual_sum(self.res_layer(x), self.shortcut_layer(x))
 
 
 class BottleneckIRUnit(nn.Module):
@@ -163,7 +192,7 @@ class BottleneckIRUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``[B,C_in,H,W]`` to ``[B,C,H/s,W/s]``."""
-        return self.res_layer(x) + self.shortcut_layer(x)
+        return _residual_sum(self.res_layer(x), self.shortcut_layer(x))
 
 
 class _RestoreBatchNormStats:

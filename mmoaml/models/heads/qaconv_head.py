@@ -4,7 +4,6 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.structures import DataSample
 
@@ -267,29 +266,49 @@ class QAConvHead(BaseModule):
             Tensor: float32 ``[N]`` scores.
         """
         compute = self._compute_dtype(dtype)
-        p = self._local_descriptors(probe, 'probe', compute)
-        g = self._local_descriptors(gallery, 'gallery', compute)
-        if p.shape[0] != g.shape[0]:
+        expected = (self.num_features, self.height, self.width)
+        for name, maps in (('probe', probe), ('gallery', gallery)):
+            if maps.dim() != 4 or tuple(maps.shape[1:]) != expected:
+                raise ValueError(f'QAConvHead: {name} must be [N, {expected[0]}, {expected[1]}, '
+                                 f'{expected[2]}] (num_features, height, width), got '
+                                 f'{list(maps.shape)}')
+        if probe.shape[0] != gallery.shape[0]:
             raise ValueError('QAConvHead.match_pairs: probe and gallery must hold the same '
-                             f'number of maps, got {p.shape[0]} and {g.shape[0]}')
-        pv = self._visibility(probe_vis, p.shape[0], 'probe_vis')
-        gv = self._visibility(gallery_vis, g.shape[0], 'gallery_vis')
-        p, g = self._masked_descriptors(p, g, pv, gv)
+                             f'number of maps, got {probe.shape[0]} and {gallery.shape[0]}')
+        n = probe.shape[0]
+        pv = self._visibility(probe_vis, n, 'probe_vis')
+        gv = self._visibility(gallery_vis, n, 'gallery_vis')
         if self.training:
             self._refuse_chunking(chunk_size, 'match_pairs')
-            step = max(p.shape[0], 1)
+            step = max(n, 1)
         elif chunk_size is None:
-            step = math.prod(self._chunk_sizes(None, compute, p.device))
+            step = self._pair_chunk(compute, probe.device)
         else:
-            step = self._chunk_sizes(chunk_size, compute, p.device)[0]
+            step = self._chunk_sizes(chunk_size, compute, probe.device)[0]
+        masked = self._any_hidden(pv, gv)
         scores = []
-        for i in range(0, p.shape[0], step):
+        for i in range(0, n, step):
             pv_i = None if pv is None else pv[i:i + step]
             gv_i = None if gv is None else gv[i:i + step]
-            corr = torch.bmm(p[i:i + step], g[i:i + step].transpose(1, 2)).unsqueeze(3)
+            # Normalised block by block (each map is used once: the maps stream through the
+            # cache) and channel-major [n, C, hw], the maps' own layout: a transposing copy would
+            # cost more than the product; bmm reads the probe side as a transposed operand.
+            p = self._local_descriptors(probe[i:i + step], 'probe', compute, channel_major=True)
+            g = self._local_descriptors(gallery[i:i + step], 'gallery', compute,
+                                        channel_major=True)
+            if masked:
+                p, g = self._mask_channels(p, g, pv_i, gv_i, channel_dim=1)
+            corr = torch.bmm(p.transpose(1, 2), g).unsqueeze(3)
             scores.append(
                 self._block_scores(corr, *self._grid_vis(pv_i, gv_i, aligned=True)).view(-1))
-        return torch.cat(scores) if scores else p.new_zeros(0, dtype=torch.float32)
+        return torch.cat(scores) if scores else probe.new_zeros(0, dtype=torch.float32)
+
+    def _pair_chunk(self, dtype: torch.dtype, device: torch.device) -> int:
+        """Default aligned pairs per block: on CPU as many as keep both float32 maps of every
+        pair within the cache-sized budget; on an accelerator one default ``match`` block."""
+        if device.type == 'cpu':
+            return max(1, _CPU_BLOCK_BYTES // (2 * self.num_features * self.hw * 4))
+        return math.prod(self._chunk_sizes(None, dtype, device))
 
     @staticmethod
     def _refuse_chunking(chunk_size, caller: str) -> None:
@@ -321,15 +340,25 @@ class QAConvHead(BaseModule):
                              f'got {chunk_size!r}')
         return sizes
 
-    def _local_descriptors(self, maps: torch.Tensor, name: str,
-                           dtype: torch.dtype) -> torch.Tensor:
-        """``[N, C, h, w]`` -> ``[N, hw, C]`` unit local descriptors in ``dtype``."""
+    def _local_descriptors(self, maps: torch.Tensor, name: str, dtype: torch.dtype,
+                           channel_major: bool = False) -> torch.Tensor:
+        """``[N, C, h, w]`` -> ``[N, hw, C]`` (``channel_major``: ``[N, C, hw]``) unit local
+        descriptors in ``dtype``.
+
+        The norms are reduced over the channel axis in the maps' own layout (contiguous inner
+        axis, vectorised); ``F.normalize`` there and a transposing copy of 49-wide rows cost
+        several times the correlation of an aligned pair.
+        """
         expected = (self.num_features, self.height, self.width)
         if maps.dim() != 4 or tuple(maps.shape[1:]) != expected:
             raise ValueError(f'QAConvHead: {name} must be [N, {expected[0]}, {expected[1]}, '
                              f'{expected[2]}] (num_features, height, width), got '
                              f'{list(maps.shape)}')
-        x = F.normalize(maps.flatten(2).float(), dim=1)
+        x = maps.flatten(2).float()
+        # Same as F.normalize(x, dim=1): x / max(||x||, 1e-12).
+        x = x / (x * x).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
+        if channel_major:
+            return x.to(dtype)
         return x.transpose(1, 2).to(dtype).contiguous()
 
     def _visibility(self, vis: Optional[torch.Tensor], n: int,
@@ -348,8 +377,8 @@ class QAConvHead(BaseModule):
         return v
 
     def _masked_descriptors(self, probe: torch.Tensor, gallery: torch.Tensor,
-                            probe_vis: Optional[torch.Tensor], gallery_vis: Optional[torch.Tensor]
-                            ) -> Tuple[torch.Tensor, torch.Tensor]:
+                            probe_vis: Optional[torch.Tensor], gallery_vis: Optional[torch.Tensor],
+                            channel_dim: int = 2) -> Tuple[torch.Tensor, torch.Tensor]:
         """Fold the visibility-0 exclusion of ``'mask'`` weighting into the descriptors.
 
         A hidden location's descriptor is replaced by zeros (so its features, NaN included,
@@ -360,24 +389,39 @@ class QAConvHead(BaseModule):
         costs no pass over the correlation block; the channels are padded to a multiple of 32 so
         the product keeps its fast kernel. Without any hidden location the descriptors pass
         through unchanged (so all-ones visibility runs the very same product as no visibility).
+        ``channel_dim``: 2 for ``[N, hw, K]`` descriptors, 1 for channel-major ``[N, K, hw]``.
         """
-        if self.weighting != 'mask' or not any(
-                vis is not None and bool((vis <= 0).any()) for vis in (probe_vis, gallery_vis)):
+        if not self._any_hidden(probe_vis, gallery_vis):
             return probe, gallery
-        width = -(-(probe.shape[2] + 2) // 32) * 32
-        return (self._append_mask_channels(probe, probe_vis, width, (0, 1)),
-                self._append_mask_channels(gallery, gallery_vis, width, (1, 0)))
+        return self._mask_channels(probe, gallery, probe_vis, gallery_vis, channel_dim)
+
+    def _any_hidden(self, probe_vis: Optional[torch.Tensor],
+                    gallery_vis: Optional[torch.Tensor]) -> bool:
+        """Whether 'mask' weighting has a hidden location to exclude (channels are appended)."""
+        return self.weighting == 'mask' and any(
+            vis is not None and bool((vis <= 0).any()) for vis in (probe_vis, gallery_vis))
+
+    def _mask_channels(self, probe: torch.Tensor, gallery: torch.Tensor,
+                       probe_vis: Optional[torch.Tensor], gallery_vis: Optional[torch.Tensor],
+                       channel_dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        width = -(-(probe.shape[channel_dim] + 2) // 32) * 32
+        return (self._append_mask_channels(probe, probe_vis, width, (0, 1), channel_dim),
+                self._append_mask_channels(gallery, gallery_vis, width, (1, 0), channel_dim))
 
     @staticmethod
     def _append_mask_channels(x: torch.Tensor, vis: Optional[torch.Tensor], width: int,
-                              order: Tuple[int, int]) -> torch.Tensor:
-        extra = x.new_zeros(*x.shape[:2], width - x.shape[2])
+                              order: Tuple[int, int], channel_dim: int) -> torch.Tensor:
+        # Channels last (dim 2) is the [N, hw, K] layout; the code works on that view.
+        xt = x if channel_dim == 2 else x.transpose(1, 2)
+        extra = xt.new_zeros(*xt.shape[:2], width - xt.shape[2])
         extra[..., order[0]] = 1
         if vis is not None:
             hidden = (vis <= 0).unsqueeze(2)
-            x = torch.where(hidden, 0.0, x)
+            xt = torch.where(hidden, 0.0, xt)
             extra[..., order[1]] = torch.where(hidden[..., 0], _HIDDEN, 0.0)
-        return torch.cat((x, extra), dim=2)
+        if channel_dim == 2:
+            return torch.cat((xt, extra), dim=2)
+        return torch.cat((xt.transpose(1, 2), extra.transpose(1, 2)), dim=1)
 
     def _location_major(self, gallery: torch.Tensor) -> torch.Tensor:
         """``[g, hw, K]`` -> ``[hw*g, K]`` (row ``s*g + j``): the column operand of a block."""

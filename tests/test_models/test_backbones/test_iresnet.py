@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmoaml.models.backbones import IResNet
+from mmoaml.models.backbones.iresnet import Subsample
 from mmoaml.models.necks import FaceEmbeddingNeck
 from mmoaml.registry import MODELS
 
@@ -60,7 +61,9 @@ def test_ir50_per_stage_prelu_and_running_stat_counts():
         i for i, u in enumerate(backbone.body) if isinstance(u.shortcut_layer, nn.Sequential)
     ]
     assert projections == [3, 7, 21]
-    assert isinstance(backbone.body[0].shortcut_layer, nn.MaxPool2d)
+    assert isinstance(backbone.body[0].shortcut_layer, Subsample)
+    assert backbone.body[0].shortcut_layer.stride == 2
+    assert isinstance(backbone.body[1].shortcut_layer, Subsample)
 
 
 @pytest.mark.parametrize('depth,with_tracked,without_tracked', [(18, 179, 149), (50, 467, 389),
@@ -138,7 +141,7 @@ def test_basic_unit_matches_its_definition():
     # the stride -> BN, plus the subsampled input, no activation after the sum.
     backbone = IResNet(depth=18, input_size=16).eval()
     _randomise(backbone)
-    unit = backbone.body[0]  # 64 -> 64, stride 2, MaxPool(1, 2) shortcut
+    unit = backbone.body[0]  # 64 -> 64, stride 2, subsampling shortcut x[..., ::2, ::2]
     x = torch.randn(2, 64, 8, 8)
     r = unit.res_layer
     y = _bn(x, r[0])
@@ -155,6 +158,39 @@ def test_basic_unit_matches_its_definition():
         res = unit.res_layer(x)
         expected = res + _bn(F.conv2d(x, s[0].weight, stride=2), s[1])
         assert torch.allclose(unit(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('se', [False, True])
+@pytest.mark.parametrize('depth', [18, 152])
+def test_in_place_residual_sum_matches_out_of_place_with_gradients(depth, se):
+    """The unit sums in place (out += shortcut); outputs and gradients equal the reference's
+    MaxPool2d(1, s) shortcut with an out-of-place sum, in train mode, for every shortcut kind."""
+    torch.manual_seed(0)
+    backbone = IResNet(depth=depth, se=se, input_size=16, stage_units=(2, 1, 1, 1)).train()
+    _randomise(backbone)
+    units = list(backbone.body[:3])
+    x = torch.randn(2, units[0].res_layer[0].num_features, 8, 8)
+
+    def reference(unit, inp):
+        s = unit.shortcut_layer
+        short = (nn.MaxPool2d(1, s.stride)(inp) if isinstance(s, Subsample) else s(inp))
+        return unit.res_layer(inp) + short
+
+    outputs = []
+    for forward in (lambda u, t: u(t), reference):
+        inp = x.clone().requires_grad_()
+        y = inp
+        for unit in units:
+            y = forward(unit, y)
+        y.square().sum().backward()
+        grads = [p.grad.clone() for u in units for p in u.parameters()]
+        backbone.zero_grad()
+        outputs.append((y.detach(), inp.grad, grads))
+    (y1, gx1, g1), (y2, gx2, g2) = outputs
+    torch.testing.assert_close(y1, y2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gx1, gx2, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_se_unit_scales_residual_branch_per_channel():

@@ -313,6 +313,35 @@ def test_chunked_equals_unchunked_and_pairs_equal_diagonal(with_vis):
 
 
 @pytest.mark.parametrize('train', [False, True])
+@pytest.mark.parametrize('with_vis', [False, True])
+def test_match_pairs_equals_match_diagonal_at_full_size(with_vis, train):
+    """Channel-major pair path (bmm of a transposed operand) against match's block layout."""
+    head = QAConvHead(512, 7, 7)
+    _randomise(head, seed=3).train(train)
+    g = torch.Generator().manual_seed(40)
+    probe, gallery = torch.randn(6, 512, 7, 7, generator=g), torch.randn(6, 512, 7, 7,
+                                                                        generator=g)
+    gallery[:3] = probe[:3] + 0.5 * gallery[:3]
+    pv = gv = None
+    if with_vis:
+        pv = torch.rand(6, 49, generator=g) * (torch.rand(6, 49, generator=g) > 0.2)
+        gv = torch.rand(6, 1, 7, 7, generator=g) * (torch.rand(6, 1, 7, 7, generator=g) > 0.2)
+    if train:  # batch statistics: the same set of pairs, (probe 0, gallery k) for every k
+        n = probe.shape[0]
+        rep_pv = None if pv is None else pv[:1].expand(n, -1)
+        pairs = head.match_pairs(probe[:1].expand(n, -1, -1, -1), gallery, rep_pv, gv)
+        torch.testing.assert_close(pairs, head.match(probe[:1], gallery, None if pv is None
+                                                     else pv[:1], gv)[0], atol=1e-5, rtol=0)
+        assert pairs.requires_grad
+        return
+    expected = head.match(probe, gallery, pv, gv).diagonal()
+    torch.testing.assert_close(head.match_pairs(probe, gallery, pv, gv), expected, atol=1e-5,
+                               rtol=0)
+    torch.testing.assert_close(head.match_pairs(probe, gallery, pv, gv, chunk_size=4), expected,
+                               atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('train', [False, True])
 def test_forward_equals_match_of_batch_against_itself(train):
     head = _randomise(QAConvHead(C, H, W)).train(train)
     feats, vis = _maps(6, 26), _vis(6, 27)
