@@ -6,9 +6,12 @@ in which case it is left alone (both wheels provide the ``mmcv`` module, so inst
 one would overwrite the compiled ops).
 """
 import os
+import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
+import warnings
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,7 +23,11 @@ def read_version() -> str:
 
 
 def read_requirements(name: str) -> list:
+    """Requirement lines of ``requirements/<name>`` (comments and ``-r`` lines dropped); an
+    empty list when the file does not exist."""
     reqs = []
+    if not os.path.exists(os.path.join(HERE, 'requirements', name)):
+        return reqs
     with open(os.path.join(HERE, 'requirements', name), encoding='utf-8') as f:
         for line in f:
             line = line.split('#', 1)[0].strip()
@@ -52,9 +59,55 @@ def mmcv_requirements() -> list:
     return read_requirements('mminstall.txt')
 
 
+#: Folders shipped inside the package as ``mmoaml/.mim/<name>``, as OpenMMLab packages do, so
+#: that an installed mmoaml carries its configs and tools (``mim``, MMEngine's ``mmoaml::``).
+MIM_FILES = ('configs', 'tools')
+
+
+def add_mim_extension() -> None:
+    """Put ``configs`` and ``tools`` into ``mmoaml/.mim`` for the build at hand.
+
+    An editable install (``develop``, ``editable_wheel``) gets symlinks, so the checkout's
+    files stay the ones in use; a wheel, sdist or plain install gets copies. Any other command
+    (``egg_info``, ...) leaves ``.mim`` alone. Where symlinks are not allowed (Windows without
+    the privilege) copies are made instead.
+    """
+    if any(cmd in sys.argv for cmd in ('develop', 'editable_wheel')):
+        mode = 'symlink'
+    elif any(cmd in sys.argv for cmd in ('sdist', 'bdist_wheel', 'build', 'install')):
+        mode = 'copy'
+    else:
+        return
+    mim_path = osp.join(HERE, 'mmoaml', '.mim')
+    os.makedirs(mim_path, exist_ok=True)
+    for name in MIM_FILES:
+        src = osp.join(HERE, name)
+        target = osp.join(mim_path, name)
+        if osp.islink(target) or osp.isfile(target):
+            os.remove(target)
+        elif osp.isdir(target):
+            shutil.rmtree(target)
+        if not osp.exists(src):
+            continue
+        if mode == 'symlink':
+            try:
+                os.symlink(osp.relpath(src, mim_path), target)
+                continue
+            except OSError:
+                warnings.warn(f'cannot symlink {target}; copying {name} instead')
+        shutil.copytree(src, target, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+    # MMEngine reads .mim/model-index.yml before it resolves any "mmoaml::<dir>/<file>" base
+    # config (no index: FileNotFoundError). mmoaml publishes no model metafiles yet, so the
+    # index imports none and every such path resolves under .mim/configs.
+    with open(osp.join(mim_path, 'model-index.yml'), 'w', encoding='utf-8') as f:
+        f.write('# Written by setup.py: no model metafiles yet; configs are in .mim/configs.\n'
+                'Import: []\n')
+
+
 with open(os.path.join(HERE, 'README.md'), encoding='utf-8') as f:
     long_description = f.read()
 
+add_mim_extension()
 setup(
     name='mmoaml',
     version=read_version(),
@@ -62,6 +115,22 @@ setup(
                 'for OpenMMLab',
     long_description=long_description,
     long_description_content_type='text/markdown',
+    author='mmoaml contributors',
+    keywords='computer vision, face recognition, occluded face recognition, AdaFace, QAConv, '
+             'OpenMMLab, MMEngine',
+    classifiers=[
+        'Development Status :: 3 - Alpha',
+        'Intended Audience :: Science/Research',
+        'License :: OSI Approved :: Apache Software License',
+        'Operating System :: OS Independent',
+        'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.9',
+        'Programming Language :: Python :: 3.10',
+        'Programming Language :: Python :: 3.11',
+        'Programming Language :: Python :: 3.12',
+        'Topic :: Scientific/Engineering :: Artificial Intelligence',
+        'Topic :: Scientific/Engineering :: Image Recognition',
+    ],
     license='Apache License 2.0',
     packages=find_packages(exclude=('configs', 'tools', 'tests', 'projects')),
     include_package_data=True,
@@ -70,6 +139,7 @@ setup(
     extras_require={
         'tests': read_requirements('tests.txt'),
         'optional': read_requirements('optional.txt'),
+        'deploy': read_requirements('deploy.txt'),
     },
     zip_safe=False,
 )

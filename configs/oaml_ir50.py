@@ -1,3 +1,15 @@
+# Data (tools/train.py checks these files first and names what is missing;
+# docs/data_preparation.md):
+# - data/faces_webface_112x112/train.rec + train.idx: CASIA-WebFace RecordIO
+#   (faces_webface_112x112 from InsightFace's data zoo; own identity folders:
+#   python tools/dataset_converters/folder_to_rec.py FOLDER data/faces_webface_112x112).
+# - data/faces_webface_112x112/{lfw,cfp_fp,agedb_30,calfw,cplfw}.bin: the five verification sets,
+#   shipped in the same faces_webface_112x112 pack.
+# - data/occluded/lfw_{mask_probe,mask_both,niqab_probe,sunglasses_probe}.bin (+ _masks.npz):
+#   python tools/dataset_converters/make_occluded_bin.py data/faces_webface_112x112/lfw.bin \
+#       --out-dir data/occluded --protocols mask_probe mask_both niqab_probe sunglasses_probe
+#   The occlusion stream reads the same CASIA RecordIO (synthetic occluders): nothing else.
+#
 # OAML on IR-50, trained on CASIA-WebFace (10,572 identities) with the occlusion stream
 # (OAML technical report; docs/architecture.md#training-iteration). Everything comes from one level
 # of bases:
@@ -6,7 +18,10 @@
 # - main stream: CASIA-WebFace RecordIO (faces_webface_112x112), PK batches of 64 identities x 4
 #   images (256 per GPU), synthetic medical masks with probability 0.5, AdaFace augmentation.
 # - occlusion stream (OcclusionBatchHook): 32 occluded faces with ground-truth masks + 8 clean
-#   faces per batch (80/20).
+#   faces per batch (80/20); the occluded faces are CASIA faces with a synthetic occluder
+#   (niqab, medical mask, sunglasses or a random patch) drawn first, which writes their mask
+#   (_base_/datasets/occluded_faces.py). With a private occluded-face set with annotated masks:
+#   oaml_ir50_occluded_private.py.
 # - schedule: SGD momentum 0.9, lr 0.1 at a total batch of 256, weight decay 5e-4 except BN
 #   parameters, linear warm-up over the first epoch, x0.1 at epochs 14, 22, 26 of 28.
 #   `tools/train.py --auto-scale-lr` scales the lr by (GPUs x batch per GPU) / 256.

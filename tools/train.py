@@ -11,13 +11,16 @@ bfloat16`` for bf16), bfloat16 on the CPU; non-finite losses stay skipped.
 there is none; ``--resume auto`` resumes when there is one and else starts afresh (MMEngine's
 ``resume=True``); ``--resume CKPT`` resumes from that file. Before the Runner is built, the
 config is checked for mistakes that would otherwise only show as a useless run (a PKSampler
-batch size that differs from its loader's), and every loader with ``num_workers=0`` gets
-``persistent_workers=False``. Checkpoints load through mmoaml's safe loader
+batch size that differs from its loader's), every loader with ``num_workers=0`` gets
+``persistent_workers=False``, and the data files of the train and val loaders must exist
+(``mmoaml.utils.check_data_files``: one error naming every missing file and its source, before
+anything is built). Checkpoints load through mmoaml's safe loader
 (``mmoaml.fileio.checkpoint``).
 """
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import Optional
 
 import torch
@@ -28,7 +31,7 @@ from mmoaml.datasets.samplers.pk_sampler import check_pk_batch_size
 from mmoaml.engine import setup_cpu_distributed
 from mmoaml.fileio import install_safe_checkpoint_loader
 from mmoaml.registry import RUNNERS
-from mmoaml.utils import register_all_modules
+from mmoaml.utils import check_data_files, register_all_modules
 from mmoaml.utils.setup_env import setup_dataloaders
 
 #: ``--resume`` without a value: the work dir's latest checkpoint, which must exist.
@@ -166,6 +169,11 @@ def main() -> None:
     register_all_modules(init_default_scope=False)
     install_safe_checkpoint_loader()  # as register_all_modules does; stated for the reader
     cfg = merge_args(Config.fromfile(args.config), args)
+    try:
+        # val only when validation runs (--no-validate removes val_dataloader)
+        check_data_files(cfg, stages=('train', 'val'))
+    except FileNotFoundError as err:
+        sys.exit(f'tools/train.py {args.config}: {err}')
     if cfg.launcher != 'none' and not torch.cuda.is_available():
         setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

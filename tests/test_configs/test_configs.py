@@ -296,3 +296,32 @@ def test_adaface_baseline_has_the_data_and_schedule_of_oaml(depth):
     assert oaml_head.pop('loss') == dict(type='CrossEntropyLoss', loss_weight=0.1)
     assert ada_head == oaml_head
     assert ada.val_evaluator.score_types == ('adaface', )
+
+
+def test_casia_occlusion_stream_needs_only_the_casia_pack():
+    """The default occlusion stream: CASIA RecordIO with an occluder first in the pipeline (the
+    occluder writes the mask), clean faces from the same pack; the private occluded-face set is
+    the separate option oaml_ir50_occluded_private.py."""
+    for name in ('oaml_ir50.py', 'oaml_ir101.py'):
+        hook = next(h for h in _load(name).custom_hooks if h.type == 'OcclusionBatchHook')
+        occluded, clean = hook.occluded_loader.dataset, hook.clean_loader.dataset
+        assert occluded.type == clean.type == 'MXFaceDataset'
+        assert occluded.data_root == clean.data_root == 'data/faces_webface_112x112'
+        first = occluded.pipeline[0]
+        assert first.type == 'RandomChoice' and sum(first.prob) == 1
+        occluders = [t[0] for t in first.transforms]
+        assert {o.type for o in occluders} == {'NiqabOcclusion', 'MedicalMaskOcclusion',
+                                               'SunglassesOcclusion', 'RandomOcclusion'}
+        assert all(o.get('prob', 1.0) == 1.0 for o in occluders)  # every face occluded
+    private = _load('oaml_ir50_occluded_private.py')
+    base = _load('oaml_ir50.py')
+    hooks = {h.type: h for h in private.custom_hooks}
+    assert set(hooks) == {'OcclusionBatchHook', 'IterationSeedHook'}
+    occ = hooks['OcclusionBatchHook']
+    assert occ.occluded_loader.dataset.type == 'OccludedFaceDataset'
+    assert occ.occluded_loader.dataset.data_root == 'data/occluded_faces'
+    assert (occ.occluded_loader.batch_size, occ.clean_loader.batch_size) == (32, 8)
+    assert occ.clean_loader == base.custom_hooks[0].clean_loader
+    for key in ('model', 'train_dataloader', 'val_dataloader', 'optim_wrapper',
+                'param_scheduler'):
+        assert private[key] == base[key], key

@@ -469,3 +469,28 @@ def test_slurm_train_without_gpus_requests_no_gres(tmp_path):
     args = _fake_srun(tmp_path, GPUS='2', GPUS_PER_NODE='2', GRES='')
     assert not any(a.startswith('--gres') for a in args)
     assert '--ntasks=2' in args and '--launcher=slurm' in args
+
+
+def test_missing_data_stops_before_the_runner_with_every_file_and_its_source(tmp_path):
+    """The CASIA config without its data: one short error naming every file and what makes it,
+    within seconds (no Runner, no model, no log of hundreds of lines)."""
+    work_dir = tmp_path / 'work'
+    proc = subprocess.run(
+        [sys.executable, str(TRAIN), str(REPO / 'configs' / 'oaml_ir50.py'),
+         '--work-dir', str(work_dir)],
+        cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=120)
+    out = proc.stdout
+    assert proc.returncode != 0, out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) <= 25, out  # the message itself is 15 lines, plus import warnings
+    assert '11 data file(s) missing for the train/val loaders of oaml_ir50.py' in out
+    for name in ('train.rec', 'train.idx', 'lfw.bin', 'cfp_fp.bin', 'agedb_30.bin', 'calfw.bin',
+                 'cplfw.bin', 'lfw_mask_probe.bin', 'lfw_mask_both.bin', 'lfw_niqab_probe.bin',
+                 'lfw_sunglasses_probe.bin'):
+        assert f'/{name} (file;' in out, name
+    assert "InsightFace's data zoo" in out and 'faces_webface_112x112' in out
+    assert ('make_occluded_bin.py data/faces_webface_112x112/lfw.bin --out-dir data/occluded '
+            '--protocols mask_probe mask_both niqab_probe sunglasses_probe') in out
+    assert 'Traceback' not in out and 'Runner' not in out
+    assert not work_dir.exists()  # nothing was built
