@@ -7,6 +7,7 @@ from typing import List, Tuple
 
 from mmengine import DefaultScope
 from mmengine.config import Config
+from mmengine.config.utils import MODULE2PACKAGE
 from mmengine.logging import print_log
 
 from mmoaml.fileio.checkpoint import install_safe_checkpoint_loader
@@ -20,7 +21,9 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     MMPretrain's modules are registered too, since mmoaml's registries are its children and
     mmoaml configs use its components by plain name. As mmoaml's entry point, it also installs
     mmoaml's safe checkpoint loader into MMEngine's ``CheckpointLoader`` (process-wide;
-    :func:`mmoaml.fileio.install_safe_checkpoint_loader`), which importing mmoaml does not.
+    :func:`mmoaml.fileio.install_safe_checkpoint_loader`) and lists mmoaml in MMEngine's
+    package table, so that ``_base_ = ['mmoaml::_base_/...']`` resolves; importing mmoaml does
+    neither.
 
     Args:
         init_default_scope (bool): Make ``'mmoaml'`` the default scope. If another scope is
@@ -37,6 +40,9 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import mmoaml.visualization  # noqa: F401,F811
 
     install_safe_checkpoint_loader()
+    # MMEngine resolves "mmoaml::<dir>/<file>" in a config's _base_ list through the installed
+    # package's .mim/configs only for packages in this table, which does not list mmoaml.
+    MODULE2PACKAGE.setdefault('mmoaml', 'mmoaml')
 
     if not init_default_scope:
         return

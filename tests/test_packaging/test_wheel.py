@@ -39,9 +39,9 @@ CHECK = textwrap.dedent('''
     assert osp.isfile(osp.join(package, '.mim', 'tools', 'train.py'))
 
     # MMEngine resolves "mmoaml::<dir>/<file>" in a _base_ list through the installed
-    # package's .mim/configs, once the package name is in its MODULE2PACKAGE table.
-    import mmengine.config.utils as config_utils
-    config_utils.MODULE2PACKAGE.setdefault('mmoaml', 'mmoaml')
+    # package's .mim/configs once mmoaml's entry point has listed the package.
+    from mmoaml.utils import register_all_modules
+    register_all_modules()
     with open('user_cfg.py', 'w') as f:
         f.write("_base_ = ['mmoaml::_base_/models/oaml_ir_small.py']\\n")
     print('external base:', Config.fromfile('user_cfg.py').model.type)
