@@ -1,6 +1,7 @@
 """tools/model_converters/publish_model.py: weights-only copy named by its SHA-256."""
 import hashlib
 import importlib.util
+import json
 import subprocess
 import sys
 from collections import OrderedDict
@@ -84,3 +85,48 @@ def test_untrusted_objects_are_refused_unless_trusted(tmp_path):
     final = tool.publish(str(src), str(tmp_path / 'custom_pub.pth'), trust=True)
     checkpoint = torch.load(final, map_location='cpu', weights_only=True)
     assert 'extra' not in checkpoint['meta'] and checkpoint['meta']['epoch'] == 3
+
+
+def _threshold_json(path, **data):
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_threshold_json_goes_into_the_published_meta(tmp_path):
+    src = tmp_path / 'epoch_3.pth'
+    state_dict = _training_checkpoint(src)
+    thresholds = _threshold_json(
+        tmp_path / 'verification_threshold.json', verification_far=0.001,
+        verification_threshold=dict(adaface=0.31, qaconv=2.5), verification_set='lfw',
+        per_set=dict(lfw=dict(adaface=0.31)))
+    out = subprocess.run([sys.executable, str(TOOL), str(src), str(tmp_path / 'pub.pth'),
+                          '--threshold-json', thresholds],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout
+    published = list(tmp_path.glob('pub-*.pth'))
+    assert len(published) == 1
+    digest = hashlib.sha256(published[0].read_bytes()).hexdigest()
+    assert published[0].name == f'pub-{digest[:8]}.pth'  # the hash of the final file
+    checkpoint = torch.load(published[0], map_location='cpu', weights_only=True)
+    meta = checkpoint['meta']
+    assert meta['verification_threshold'] == dict(adaface=0.31, qaconv=2.5)
+    assert meta['verification_far'] == 0.001
+    assert 'verification_set' not in meta and 'per_set' not in meta  # only the two keys
+    assert meta['epoch'] == 3 and sorted(checkpoint['state_dict']) == sorted(state_dict)
+
+
+@pytest.mark.parametrize('data, message', [
+    (dict(verification_far=0.001), 'verification_threshold'),
+    (dict(verification_far=0.001, verification_threshold={}), 'verification_threshold'),
+    (dict(verification_far=0.001, verification_threshold=dict(adaface='0.3')),
+     'verification_threshold'),
+    (dict(verification_threshold=dict(adaface=0.3)), 'verification_far'),
+    (dict(verification_threshold=dict(adaface=0.3), verification_far=2.0), 'verification_far'),
+])
+def test_bad_threshold_json_is_refused_before_writing(tmp_path, data, message):
+    src = tmp_path / 'epoch_3.pth'
+    _training_checkpoint(src)
+    with pytest.raises(ValueError, match=message):
+        _load_tool().publish(str(src), str(tmp_path / 'pub.pth'),
+                             threshold_json=_threshold_json(tmp_path / 't.json', **data))
+    assert not list(tmp_path.glob('pub*'))

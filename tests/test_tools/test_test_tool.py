@@ -1,6 +1,8 @@
 """tools/test.py end to end: a tiny .bin and its occluded variants (the occluded-benchmark
 generator), a checkpoint of a freshly built OAML, the results table, --dump with offline scoring
-by eval_features.py, --show-dir, --trust-checkpoint and a 2-process CPU run of dist_test.sh."""
+by eval_features.py, --show-dir, --trust-checkpoint and a 2-process CPU run of dist_test.sh;
+MMPretrain's --out/--out-item/--amp/--show, ROC figures, the stored verification threshold and
+slurm_test.sh."""
 import argparse
 import contextlib
 import importlib.util
@@ -22,6 +24,8 @@ from mmengine.config import Config
 
 from mmoaml.datagen import load_grid_masks, make_occluded_variants
 from mmoaml.evaluation import load_face_features
+from mmoaml.evaluation.functional import tar_at_far
+from mmoaml.evaluation.metrics.face_verification import FaceVerificationMetric
 from mmoaml.fileio import (CheckpointMismatchError, NotACheckpointError, UnsafeCheckpointError,
                            decode_image, dump_verification_bin, encode_image, load_verification_bin,
                            load_visibility_masks)
@@ -362,3 +366,201 @@ def test_dump_is_appended_to_each_verification_set_in_every_evaluator_layout():
         verification, dict(dump, score_types=['adaface'])]
     with pytest.raises(ValueError, match='no test set is evaluated with a FaceVerification'):
         _dump_cfg([{}], [identification])
+
+
+# ------------------------------------------- MMPretrain's flags, ROC figures, the threshold
+
+
+def _work_dir(argv):
+    return Path(argv[argv.index('--work-dir') + 1])
+
+
+def _offline_scores(files, name):
+    """The set's per-pair scores, recomputed from the online run's dump."""
+    dump = load_face_features(files['root'] / 'dump' / f'{name}.npz')
+    metric = FaceVerificationMetric(**dump.metric_cfg)
+    metric.bind_matcher(dump.build_matcher())
+    metric.compute_metrics(dump.entries)
+    return metric.last_pair_scores, metric.last_issame
+
+
+def test_out_json_holds_the_metrics(files):
+    out = files['root'] / 'out' / 'metrics.json'
+    metrics = test_tool.main(_argv(files, 'one_set.py', '--out', str(out)))
+    assert json.loads(out.read_text()) == metrics
+
+
+def test_out_npz_metrics_loads_without_pickle(files):
+    out = files['root'] / 'metrics.npz'
+    metrics = test_tool.main(_argv(files, 'one_set.py', '--out', str(out), '--out-item',
+                                   'metrics'))
+    with np.load(out, allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(metrics)
+        for key, value in metrics.items():
+            assert data[key].shape == () and float(data[key]) == value, key
+
+
+def test_out_npz_pred_holds_each_images_predictions_and_the_pair_scores(files, online):
+    out = files['root'] / 'pred.npz'
+    test_tool.main(_argv(files, 'one_set.py', '--out', str(out)))  # .npz: pred by default
+    assert not (files['root'] / 'pred.npz.parts').exists()
+    name = SETS[0]
+    dump = load_face_features(files['root'] / 'dump' / f'{name}.npz')
+    scores, issame = _offline_scores(files, name)
+    with np.load(out, allow_pickle=False) as data:
+        fields = ('sample_idx', 'issame', 'pair_idx', 'embedding', 'feature_map',
+                  'visibility', 'gt_visibility')
+        assert sorted(data.files) == sorted([f'{name}/{f}' for f in fields] +
+                                            [f'{name}/scores/{s}' for s in SCORES])
+        np.testing.assert_array_equal(data[f'{name}/sample_idx'], np.arange(2 * len(ISSAME)))
+        np.testing.assert_array_equal(data[f'{name}/issame'], issame)
+        np.testing.assert_array_equal(data[f'{name}/pair_idx'],
+                                      [e['pair_idx'] for e in dump.entries])
+        assert data[f'{name}/feature_map'].dtype == np.float16
+        for field in ('embedding', 'feature_map', 'visibility', 'gt_visibility'):
+            expected = torch.stack([e[field] for e in dump.entries]).numpy()
+            np.testing.assert_array_equal(data[f'{name}/{field}'], expected, err_msg=field)
+        for score in SCORES:
+            np.testing.assert_array_equal(data[f'{name}/scores/{score}'], scores[score])
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--out-item', 'metrics'], '--out-item needs --out'),
+    (['--out', 'results.pkl'], 'must end with .json or .npz'),
+    (['--out', 'results.json', '--out-item', 'pred'], 'give an .npz file'),
+    (['--threshold-far', '0'], 'must lie in'),
+])
+def test_out_and_threshold_flags_are_checked(files, capsys, extra, message):
+    with pytest.raises(SystemExit):
+        test_tool.parse_args(_argv(files, 'one_set.py', *extra))
+    assert message in capsys.readouterr().err
+
+
+def test_amp_runs_the_model_under_autocast(files):
+    args = test_tool.parse_args(_argv(files, 'one_set.py', '--amp'))
+    cfg = test_tool.merge_args(Config.fromfile(args.config), args)
+    assert cfg.test_cfg == dict(type='MultiTestLoop', fp16=True)
+    from mmoaml.engine.runners import multi_loops
+    with mock.patch.object(multi_loops, 'autocast', wraps=multi_loops.autocast) as spy:
+        metrics = test_tool.main(_argv(files, 'one_set.py', '--amp'))
+    assert spy.call_count == len(ISSAME)  # 8 images in batches of 2
+    assert all(c.kwargs == dict(enabled=True) for c in spy.call_args_list)
+    assert all(np.isfinite(metrics[f'{SETS[0]}/{s}/accuracy']) for s in SCORES)
+
+
+def test_cfg_options_are_applied_after_the_flags(files):
+    # As MMPretrain's merge_args: --cfg-options last, so it wins over a flag on the same key.
+    argv = _argv(files, 'cfg.py', 'test_cfg.fp16=False', 'test_dataloader.0.pin_memory=True',
+                 '--amp', '--no-pin-memory')
+    args = test_tool.parse_args(argv)
+    cfg = test_tool.merge_args(Config.fromfile(args.config), args)
+    assert cfg.test_cfg.fp16 is False
+    assert [loader.pin_memory for loader in cfg.test_dataloader] == [True, False, False]
+
+
+def test_show_dir_writes_one_roc_png_per_verification_set(files, online):
+    for name in SETS:
+        path = files['root'] / 'show' / f'roc_{name}.png'
+        assert path.stat().st_size > 0
+        assert cv2.imread(str(path)).shape == (480, 640, 3)
+
+
+def test_show_writes_the_figures_into_the_work_dir(files, caplog):
+    argv = _argv(files, 'one_set.py', '--show', '--show-num', '2')
+    test_tool.main(argv)
+    shown = list(_work_dir(argv).glob('*/show/*.png'))
+    assert sorted(p.name for p in shown) == sorted([f'{SETS[0]}.png', f'roc_{SETS[0]}.png'])
+    roc = next(p for p in shown if p.name.startswith('roc_'))
+    assert cv2.imread(str(roc)).shape == (480, 640, 3)
+
+
+def test_threshold_json_at_the_far_of_the_named_set_then_published(files, online):
+    argv = _argv(files, 'cfg.py', '--threshold-far', '0.5', '--threshold-set', SETS[1])
+    test_tool.main(argv)
+    stored = json.loads((_work_dir(argv) / 'verification_threshold.json').read_text())
+    assert stored['verification_far'] == 0.5 and stored['verification_set'] == SETS[1]
+    for name in SETS:
+        scores, issame = _offline_scores(files, name)
+        expected = {s: tar_at_far(scores[s], issame, (0.5, ))[0] for s in SCORES}
+        assert stored['per_set'][name] == {s: p.threshold for s, p in expected.items()}
+        if name == SETS[1]:
+            assert stored['verification_threshold'] == stored['per_set'][name]
+            assert stored['tar'] == {s: p.tar for s, p in expected.items()}
+            assert all(stored['achieved_far'][s] <= 0.5 for s in SCORES)
+
+    publish = _load('mmoaml_publish_model', REPO / 'tools' / 'model_converters' /
+                    'publish_model.py')
+    final = publish.publish(str(files['root'] / 'ckpt.pth'), str(files['root'] / 'pub.pth'),
+                            threshold_json=str(_work_dir(argv) / 'verification_threshold.json'))
+    meta = torch.load(final, map_location='cpu', weights_only=True)['meta']
+    assert meta['verification_threshold'] == stored['verification_threshold']
+    assert meta['verification_far'] == 0.5
+    # The combined score's z-scores, frozen: mean and population std of the set's scores.
+    scores, _ = _offline_scores(files, SETS[1])
+    for score in ('adaface', 'qaconv'):
+        assert meta['verification_score_stats'][score] == pytest.approx(
+            dict(mean=np.mean(scores[score]), std=np.std(scores[score])))
+
+
+def test_threshold_set_defaults_to_the_first_verification_set():
+    issame = np.array([True, False, True, False])
+    first = mock.Mock(last_pair_scores=dict(adaface=np.array([0.9, 0.1, 0.8, 0.3])),
+                      last_issame=issame)
+    second = mock.Mock(last_pair_scores=dict(adaface=np.array([0.9, 0.5, 0.8, 0.2])),
+                       last_issame=issame)
+    stored = test_tool.verification_thresholds(dict(a=first, b=second), 0.5)
+    assert stored['verification_set'] == 'a'
+    assert stored['verification_threshold'] == dict(adaface=0.1)
+    assert stored['per_set'] == dict(a=dict(adaface=0.1), b=dict(adaface=0.2))
+    with pytest.raises(ValueError, match="'c' is not a verification test set"):
+        test_tool.verification_thresholds(dict(a=first), 0.5, 'c')
+
+
+def test_unknown_threshold_set_stops_before_testing(files):
+    with mock.patch.object(test_tool.Runner, 'test') as run:
+        with pytest.raises(ValueError, match="--threshold-set 'lfw' is not a test set"):
+            test_tool.main(_argv(files, 'one_set.py', '--threshold-set', 'lfw'))
+    run.assert_not_called()
+
+
+def test_slurm_test_hands_srun_the_job_and_test_arguments(tmp_path):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    srun = bin_dir / 'srun'
+    srun.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$SRUN_LOG"\n')
+    srun.chmod(0o755)
+    log = tmp_path / 'srun_args.txt'
+    env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+               SRUN_LOG=str(log), PYTHON='/opt/py/bin/python', GPUS='4', GPUS_PER_NODE='4')
+    proc = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'slurm_test.sh'), 'part', 'job', 'cfg.py', 'a b.pth',
+         '--out', 'r.json', '--amp'],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
+    args = log.read_text().splitlines()
+    assert args[:2] == ['-p', 'part']
+    for expected in ('--job-name=job', '--gres=gpu:4', '--ntasks=4', '--ntasks-per-node=4'):
+        assert expected in args
+    assert args[args.index('/opt/py/bin/python'):] == [
+        '/opt/py/bin/python', '-u', str(REPO / 'tools' / 'test.py'), 'cfg.py', 'a b.pth',
+        '--launcher=slurm', '--out', 'r.json', '--amp']
+
+
+def test_show_dir_without_predicted_visibility_draws_the_roc_only(files):
+    root = files['root']
+    no_occlusion = {k: v for k, v in MODEL.items() if k != 'occlusion_head'}
+    (root / 'no_occlusion.py').write_text(
+        _config(root, SETS[:1]).replace(repr(MODEL), repr(no_occlusion)))
+    with mock.patch.object(test_tool, 'print_log', wraps=test_tool.print_log) as log:
+        test_tool.main(_argv(files, 'no_occlusion.py', '--non-strict', '--show-dir',
+                             str(root / 'show_no_occlusion')))
+    assert [p.name for p in (root / 'show_no_occlusion').iterdir()] == [f'roc_{SETS[0]}.png']
+    assert any('predicts no visibility' in c.args[0] for c in log.call_args_list)
+
+
+def test_missing_test_data_stops_before_anything_is_built(files):
+    argv = _argv(files, 'cfg.py', 'test_dataloader.0.dataset.ann_file=missing.bin')
+    with mock.patch.object(test_tool.Runner, 'from_cfg') as build, \
+            pytest.raises(SystemExit, match=r'missing\.bin'):
+        test_tool.main(argv)
+    build.assert_not_called()

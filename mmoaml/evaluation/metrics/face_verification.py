@@ -69,6 +69,11 @@ class FaceVerificationMetric(BaseFaceMetric):
     sampler's padding by ``sample_idx``; rank 0 computes and broadcasts the result (or its
     error) to every rank.
 
+    After each :meth:`compute_metrics` (on rank 0 only under DDP) the per-pair scores stay
+    available for plots and operating points: :attr:`last_pair_scores` maps each requested
+    score type to its float64 ``[N]`` scores and :attr:`last_issame` holds the bool ``[N]``
+    pair labels (both None before the first evaluation).
+
     Args:
         nfolds (int): Folds of the accuracy protocol. Defaults to 10 (standard protocol).
         far (Sequence[float]): FAR targets of TAR@FAR. Defaults to ``(1e-3,)`` (3 false accepts
@@ -116,6 +121,8 @@ class FaceVerificationMetric(BaseFaceMetric):
         self._needs_visibility = 'qaconv' in needed
         self._needs_gt_visibility = 'qaconv_gt' in needed
         self._qaconv_types = [t for t in _QACONV_VISIBILITY if t in needed]
+        self.last_pair_scores: Optional[Dict[str, np.ndarray]] = None
+        self.last_issame: Optional[np.ndarray] = None
 
     def make_entry(self, sample: dict) -> dict:
         """Labels of the pair and only the fields the requested score types need."""
@@ -170,6 +177,8 @@ class FaceVerificationMetric(BaseFaceMetric):
                 metrics[f'{score_type}/tar@far={point.far_target:g}'] = point.tar
             metrics[f'{score_type}/auc'] = roc_auc(s, issame)
             metrics[f'{score_type}/eer'] = equal_error_rate(s, issame)
+        self.last_pair_scores = {t: scores[t] for t in self.score_types}
+        self.last_issame = issame
         return metrics
 
     def _scores(self, entries: List[dict]) -> Dict[str, Any]:
