@@ -49,3 +49,14 @@ def safe_loader():
     install and the import does not: tests that resume through a bare Runner need it."""
     from mmoaml.fileio import install_safe_checkpoint_loader
     install_safe_checkpoint_loader()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the tests marked ``forks_training`` first.
+
+    They fork worker processes that run backward passes, and PyTorch refuses backward in a
+    child forked after the parent started autograd's worker threads, which any earlier test
+    in this process may have done (e.g. the dynamo ONNX exporter): the order must not decide
+    whether they pass.
+    """
+    items.sort(key=lambda item: item.get_closest_marker('forks_training') is None)

@@ -77,11 +77,25 @@ def test_verification_config(tmp_path):
 
 
 def test_occlusion_stream_config(tmp_path):
+    """Default stream: CASIA faces with a synthetic occluder (public data only)."""
     cfg = Config.fromfile(f'{CFG_DIR}/occluded_faces.py')
     hook = cfg.custom_hooks[0]
     assert hook.type == 'OcclusionBatchHook'
     assert hook.clean_loader.batch_size / (hook.occluded_loader.batch_size +
                                           hook.clean_loader.batch_size) == hook.clean_ratio
+    casia_root = tmp_path / 'casia'
+    casia_root.mkdir()
+    _rec_pack(casia_root, identities=2, per_id=2)
+    occluded = _build(hook.occluded_loader.dataset, casia_root)[0]
+    _check_packed(occluded)
+    vis = occluded['data_samples'].gt_visibility[0].numpy()
+    assert 0 < vis.mean() < 1  # the occluder hides part of the face
+    _check_packed(_build(hook.clean_loader.dataset, casia_root)[0])
+
+
+def test_private_occlusion_stream_config(tmp_path):
+    """Option: a private occluded-face set with masks (images/<id>/<name>, masks/<id>/<name>)."""
+    hook = Config.fromfile(f'{CFG_DIR}/occluded_faces_private.py').private_occlusion_hook
     occ_root = tmp_path / 'occ'
     for sub in ('images/a', 'masks/a'):
         (occ_root / sub).mkdir(parents=True)
@@ -89,8 +103,7 @@ def test_occlusion_stream_config(tmp_path):
     mask = np.zeros((112, 112), np.uint8)
     mask[20:60] = 255
     (occ_root / 'masks/a/0.png').write_bytes(encode_image(mask, '.png'))
-    occluded = _build(hook.occluded_loader.dataset, occ_root)
-    packed = occluded[0]
+    packed = _build(hook.occluded_loader.dataset, occ_root)[0]
     _check_packed(packed)
     vis = packed['data_samples'].gt_visibility[0].numpy()
     # FaceAugmenter may crop (zeroing) or flip (rows unchanged); never marks new pixels visible.

@@ -200,6 +200,7 @@ def _ddp_worker(rank, port, queue):
     dist.destroy_process_group()
 
 
+@pytest.mark.forks_training
 def test_ddp_ranks_skip_together_without_hanging():
     ctx = multiprocessing.get_context('fork')
     queue = ctx.Queue()

@@ -596,6 +596,7 @@ def _ddp_worker(rank, port, queue):
     dist.destroy_process_group()
 
 
+@pytest.mark.forks_training
 def test_ddp_train_step_carries_the_occlusion_stream_and_syncs_gradients():
     import multiprocessing
     import socket
