@@ -467,7 +467,7 @@ def test_load_model_state_non_strict_warns_and_loads_the_matching_keys():
         source.bn.weight.fill_(3.0)
     state = {f'module.{k}': v for k, v in source.state_dict().items() if k.startswith('bn.')}
     state['extra.weight'] = torch.zeros(1)
-    with mock.patch('mmoaml.fileio.checkpoint.print_log') as log:
+    with mock.patch('mmoaml.fileio.model_state.print_log') as log:
         load_model_state(net, {'state_dict': state}, 'part.pth', strict=False)
     warning = log.call_args.args[0]
     assert '12 missing keys' in warning and '1 unexpected keys' in warning

@@ -289,7 +289,7 @@ def test_non_strict_loads_a_partial_checkpoint_with_a_warning(files, capsys):
     message = _refused(files, checkpoint, CheckpointMismatchError, capsys)
     assert 'occlusion_head.' in message and '1 unexpected keys (in the checkpoint, not in the ' \
         'model): old_head.weight' in message
-    with mock.patch('mmoaml.fileio.checkpoint.print_log') as log:
+    with mock.patch('mmoaml.fileio.model_state.print_log') as log:
         metrics = test_tool.main(_argv(files, 'one_set.py', '--non-strict', checkpoint=checkpoint))
     warning = log.call_args.args[0]
     assert 'partial.pth' in warning and 'old_head.weight' in warning
