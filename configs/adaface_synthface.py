@@ -7,7 +7,7 @@
 #       --out-dir data/synthface/val --protocols clean mask_probe niqab_probe sunglasses_probe
 #
 # AdaFace-only on SynthFace: the fair baseline of oaml_synthface.py. Same small IR backbone, neck
-# and AdaFace head, same data (synthetic occluders on 60% of the training faces), same schedule;
+# and AdaFace head, same data (synthetic occluders on 30% of the training faces), same schedule;
 # no QAConv and no occlusion head.
 #
 #   python tools/train.py configs/adaface_synthface.py --amp --no-validate

@@ -12,7 +12,7 @@
 #   occlusion MSE. Not the report's 0.1 / 0.9 / 0.1: in this 5-epoch run the report weights left
 #   the AdaFace branch at chance (clean pairs 49.9 % vs 54.8 %, QAConv 62.4 % vs 67.3 %, one
 #   625-iteration run each on SynthFace seed 0, trait_jitter 0.3).
-# - data: SynthFace train folder (400 identities), synthetic occluders on 60% of the faces,
+# - data: SynthFace train folder (400 identities), synthetic occluders on 30% of the faces,
 #   PK batches of 16 x 4; the occlusion head learns from the main stream's masks.
 # - schedule: AdamW 2e-3, 50 warm-up iterations, cosine to 0 over 5 epochs.
 # - test: clean pairs and probe-occluded variants (held-out styles), AdaFace, QAConv with

@@ -3,37 +3,48 @@
     python tools/demo_synthface.py                 # the default job (``make demo``)
     python tools/demo_synthface.py --with-noocc    # + AdaFace-only trained without occluders
     python tools/demo_synthface.py --seed 1        # another generator seed (data/synthface_seed1)
+    python tools/demo_synthface.py --full          # more identities and epochs, + the 14x14 level
     python tools/demo_synthface.py --quick         # tiny sizes, a few iterations (CI plumbing)
 
 Steps, each skipped when its output exists:
 
 1. SynthFace (``mmoaml.datagen.write_synthface``) under ``--data-root``: a training
-   face folder and clean verification pairs over disjoint identities.
-2. Probe-occluded variants of the pairs with held-out occluder styles
+   face folder, clean verification pairs over disjoint test identities and held-out pairs
+   over identities of the training id range that training never sees (the validation split).
+2. Probe-occluded variants of the test and held-out pairs with held-out occluder styles
    (``mmoaml.datagen.occluded_benchmark``): ``clean``, ``mask_probe``, ``niqab_probe``,
    ``sunglasses_probe``, each with pixel masks (the ground truth of ``qaconv_gt``).
 3. Training (``tools/train.py --amp``: bf16 autocast on the CPU, channels-last convolutions) of
    ``configs/adaface_synthface.py`` (the fair baseline: same synthetic occluders),
-   ``configs/oaml_synthface.py`` and, with ``--with-noocc``, ``configs/adaface_synthface_noocc.py``.
-   Same data, schedule and seed for all.
-4. Testing (``tools/test.py --dump``) on the four protocols; the per-image features of each set
-   are kept in ``<work-dir>/<model>/features``.
-5. The ablation table (10-fold verification accuracy, %) and the occlusion head's quality on the
-   7x7 grid (mean predicted visibility on occluded probes vs clean faces, MSE, IoU of the hidden
-   cells) are printed and saved to ``<work-dir>/results.json``; ``<work-dir>/visibility.png``
-   shows predicted (left) and ground-truth (right) visibility over test faces.
+   ``configs/oaml_synthface.py`` and, with ``--with-noocc``, ``configs/adaface_synthface_noocc.py``
+   (``--full`` adds ``configs/oaml_synthface_14x14.py``). Same data, schedule and seed for all.
+   Models train two at a time, one process and one thread each (``--sequential``: one at a
+   time with every core); on 2 cores that is the faster way (docs/synthface.md).
+4. For each OAML model, the fusion weight of the combined score is chosen on the held-out
+   pairs (``choose_fusion_weight``: mean accuracy over the four held-out protocols), never on
+   the test pairs.
+5. Testing (``tools/test.py --dump``) on the four test protocols; the per-image features of each
+   set are kept in ``<work-dir>/<model>/features``.
+6. The ablation table (10-fold verification accuracy, %, with the standard error of an accuracy
+   at the number of pairs) and the occlusion head's quality on its grid (mean predicted vs
+   ground-truth visibility per protocol, MSE, IoU of the hidden cells) are printed and saved to
+   ``<work-dir>/results.json``; ``<work-dir>/visibility.png`` shows predicted (left) and
+   ground-truth (right) visibility over test faces.
 
-The training and test commands run as child processes with their logs streamed, so progress
-(iteration, loss, ETA) is visible while the job runs.
+The training and test commands run as child processes with their logs streamed (prefixed by
+the model when two run at once), so progress (iteration, loss, ETA) is visible.
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import platform
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
 import cv2
@@ -45,65 +56,83 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROTOCOLS = (('clean', 'clean'), ('mask_probe', 'mask'), ('niqab_probe', 'niqab'),
              ('sunglasses_probe', 'sunglasses'))
 COLUMNS = tuple(name for _, name in PROTOCOLS)
-BIN_STEM = 'synthface_clean'
+TEST_STEM = 'synthface_clean'
+HOLDOUT_STEM = 'synthface_holdout'
 
-#: Data set sizes: the default job fits 15 minutes on 2 CPU cores; --quick is plumbing only.
+#: Data set sizes and epochs: the default job fits 15 minutes on 2 CPU cores, --full an hour;
+#: --quick is plumbing only.
 SIZES = dict(
     default=dict(num_train_ids=400, images_per_id=20, num_test_ids=200, test_images_per_id=10,
-                 num_pairs=1500),
+                 num_pairs=1500, num_holdout_ids=100, num_holdout_pairs=600),
+    full=dict(num_train_ids=1000, images_per_id=20, num_test_ids=300, test_images_per_id=10,
+              num_pairs=3000, num_holdout_ids=100, num_holdout_pairs=1000),
     quick=dict(num_train_ids=16, images_per_id=8, num_test_ids=10, test_images_per_id=4,
-               num_pairs=40),
+               num_pairs=40, num_holdout_ids=6, num_holdout_pairs=20),
 )
+EPOCHS = dict(default=None, full=None, quick=1)
 
-#: Per-image trait jitter of the demo's SynthFace. The generator's default (0.6) is calibrated
-#: for converged training. In the demo's 5 epochs on 2 cores the AdaFace-only baseline without
-#: occluders reached 76.7 % on clean pairs at 0.3 and 82.9 % at 0 (nuisance only) with the
-#: demo's AdamW schedule; at 0.6 it was only run with SGD (55.4 %). Chosen on the baseline
-#: alone, before any OAML run.
-DEMO_TRAIT_JITTER = 0.3
+#: Per-image trait jitter of the demo's SynthFace (see configs/_base_/datasets/synthface.py for
+#: the measurements behind it; chosen on the AdaFace-only baseline alone).
+DEMO_TRAIT_JITTER = 0.0
 
 #: model key -> (config, table rows as (label, score type)).
+OAML_ROWS = [
+    ('AdaFace branch', 'adaface'),
+    ('QAConv, predicted visibility', 'qaconv'),
+    ('QAConv, GT visibility (oracle)', 'qaconv_gt'),
+    ('combined (AdaFace + QAConv)', 'combined'),
+]
 MODELS = dict(
     adaface_noocc=('configs/adaface_synthface_noocc.py',
                    [('AdaFace-only, no occluders', 'adaface')]),
     adaface=('configs/adaface_synthface.py',
              [('AdaFace-only + occluders (fair baseline)', 'adaface')]),
-    oaml=('configs/oaml_synthface.py', [
-        ('OAML: AdaFace branch', 'adaface'),
-        ('OAML: QAConv, predicted visibility', 'qaconv'),
-        ('OAML: QAConv, GT visibility (oracle)', 'qaconv_gt'),
-        ('OAML: combined (AdaFace + QAConv)', 'combined'),
-    ]),
+    oaml=('configs/oaml_synthface.py', [(f'OAML: {label}', score) for label, score in OAML_ROWS]),
+    oaml_14x14=('configs/oaml_synthface_14x14.py',
+                [(f'OAML 14x14: {label}', score) for label, score in OAML_ROWS]),
 )
+#: Where the cosine schedule ends (``param_scheduler`` of synthface_cosine.py); --epochs moves it.
+COSINE_SCHEDULER_INDEX = 1
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seed', type=int, default=0,
                         help='SynthFace generator seed; also seeds training (default 0)')
-    parser.add_argument('--quick', action='store_true',
-                        help='tiny data and one short epoch: checks the plumbing, not accuracy')
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument('--quick', action='store_true',
+                      help='tiny data and one short epoch: checks the plumbing, not accuracy')
+    size.add_argument('--full', action='store_true',
+                      help='the converged reference: 1,000 identities, a longer schedule and the '
+                      '14x14 feature level too (about an hour on 2 cores)')
     parser.add_argument('--with-noocc', action='store_true',
                         help='also train AdaFace-only without synthetic occluders')
+    parser.add_argument('--sequential', action='store_true',
+                        help='train and test one model at a time with every core (default: two '
+                        'at a time, one thread each)')
     parser.add_argument('--work-dir', default=None,
                         help='output folder (default work_dirs/demo, work_dirs/demo_seed<S> '
-                        'for other seeds, work_dirs/demo_quick with --quick)')
+                        'for other seeds, work_dirs/demo_full with --full, work_dirs/demo_quick '
+                        'with --quick)')
     parser.add_argument('--data-root', default=None,
                         help='SynthFace folder (default data/synthface, data/synthface_seed<S> '
-                        'for other seeds, <work-dir>/synthface with --quick)')
+                        'for other seeds, data/synthface_full with --full, '
+                        '<work-dir>/synthface with --quick)')
     parser.add_argument('--epochs', type=int, default=None,
                         help='training epochs (default: the configs\' schedule; 1 with --quick)')
     parser.add_argument('--workers', type=int, default=2,
                         help='processes rendering SynthFace (default 2)')
     args = parser.parse_args(argv)
-    suffix = '_quick' if args.quick else ('' if args.seed == 0 else f'_seed{args.seed}')
+    args.size = 'quick' if args.quick else ('full' if args.full else 'default')
+    suffix = {'quick': '_quick', 'full': '_full', 'default': ''}[args.size]
+    suffix += '' if args.seed == 0 else f'_seed{args.seed}'
     if args.work_dir is None:
         args.work_dir = osp.join('work_dirs', 'demo' + suffix)
     if args.data_root is None:
         args.data_root = (osp.join(args.work_dir, 'synthface') if args.quick else
                           osp.join('data', 'synthface' + suffix))
-    if args.epochs is None and args.quick:
-        args.epochs = 1
+    if args.epochs is None:
+        args.epochs = EPOCHS[args.size]
     if args.epochs is not None and args.epochs < 1:
         parser.error(f'--epochs must be positive, got {args.epochs}')
     return args
@@ -111,10 +140,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 #: Log lines shown in the child's log file only (import warnings, per-parameter listings).
 _CONSOLE_NOISE = ('Warning', 'warnings.warn', 'paramwise_options')
+_PRINT_LOCK = threading.Lock()
 
 
 def stage(message: str) -> None:
-    print(f'\n==> [{time.strftime("%H:%M:%S")}] {message}', flush=True)
+    with _PRINT_LOCK:
+        print(f'\n==> [{time.strftime("%H:%M:%S")}] {message}', flush=True)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -152,17 +183,17 @@ def ensure_synthface(data_root: str, sizes: Dict[str, int], seed: int, workers: 
     return meta
 
 
-def ensure_protocols(data_root: str, seed: int) -> None:
-    """Write the probe-occluded variants of the clean pairs (held-out occluder styles)."""
+def ensure_protocols(data_root: str, stem: str, seed: int) -> None:
+    """Write the probe-occluded variants of ``val/<stem>.bin`` (held-out occluder styles)."""
     from mmoaml.datagen import make_occluded_variants
     val_dir = osp.join(data_root, 'val')
     missing = [protocol for protocol, _ in PROTOCOLS
-               if not osp.isfile(osp.join(val_dir, f'{BIN_STEM}_{protocol}_masks.npz'))]
+               if not osp.isfile(osp.join(val_dir, f'{stem}_{protocol}_masks.npz'))]
     if not missing:
-        print(f'occluded protocols found in {val_dir}')
+        print(f'occluded protocols of {stem} found in {val_dir}')
         return
     files = make_occluded_variants(
-        osp.join(val_dir, f'{BIN_STEM}.bin'), val_dir, protocols=missing, seed=seed)
+        osp.join(val_dir, f'{stem}.bin'), val_dir, protocols=missing, seed=seed)
     for protocol, variant in files.items():
         print(f'{protocol:18s} -> {variant.bin}')
 
@@ -170,22 +201,37 @@ def ensure_protocols(data_root: str, seed: int) -> None:
 # ---------------------------------------------------------------------------------- train/test
 
 
-def data_options(data_root: str, num_classes: int) -> List[str]:
-    """``--cfg-options`` that point a SynthFace config at ``data_root``."""
+def data_options(data_root: str, num_classes: int, stem: str = TEST_STEM) -> List[str]:
+    """``--cfg-options`` that point a SynthFace config at ``data_root`` (test sets: the
+    protocols of ``val/<stem>.bin``, named by their column)."""
     options = [
         f'train_dataloader.dataset.data_root={data_root}',
         f'model.adaface_head.num_classes={num_classes}',
         f'val_dataloader.0.dataset.data_root={data_root}/val',
     ]
-    options += [f'test_dataloader.{i}.dataset.data_root={data_root}/val'
-                for i in range(len(PROTOCOLS))]
+    for i, (protocol, column) in enumerate(PROTOCOLS):
+        options += [f'test_dataloader.{i}.dataset.data_root={data_root}/val',
+                    f'test_dataloader.{i}.dataset.ann_file={stem}_{protocol}.bin',
+                    f'test_dataloader.{i}.dataset.name={column}']
     return options
 
 
-def run(command: List[str], log_path: str) -> None:
-    """Run a child process, streaming its output to the console and to ``log_path``."""
-    print('$ ' + ' '.join(command), flush=True)
+def epoch_options(epochs: int) -> List[str]:
+    """``--cfg-options`` for another number of epochs: the loop and the cosine decay's end."""
+    i = COSINE_SCHEDULER_INDEX
+    return [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
+            f'param_scheduler.{i}.end={epochs}', f'param_scheduler.{i}.T_max={epochs}']
+
+
+def run(command: List[str], log_path: str, prefix: str = '', threads: Optional[int] = None
+        ) -> None:
+    """Run a child process, streaming its output to the console (each line after ``prefix``)
+    and to ``log_path``; ``threads`` caps its OpenMP/MKL threads."""
+    with _PRINT_LOCK:
+        print(prefix + '$ ' + ' '.join(command), flush=True)
     env = dict(os.environ, PYTHONUNBUFFERED='1')
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
@@ -193,49 +239,117 @@ def run(command: List[str], log_path: str) -> None:
             log.write(line)
             if any(noise in line for noise in _CONSOLE_NOISE):
                 continue  # kept in the log file
-
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            with _PRINT_LOCK:
+                sys.stdout.write(prefix + line)
+                sys.stdout.flush()
         code = proc.wait()
     if code:
         raise SystemExit(f'command failed with exit code {code} (log: {log_path}): '
                          + ' '.join(command))
 
 
-def train_and_test(key: str, args: argparse.Namespace, num_classes: int) -> dict:
-    """Train one model (unless its checkpoint exists) and test it with a feature dump."""
-    from mmoaml.evaluation.metrics.dump_face_features import DUMP_METRICS_FILE
-    config = MODELS[key][0]
-    work_dir = osp.abspath(osp.join(args.work_dir, key))
-    data_root = osp.abspath(args.data_root)
-    options = data_options(data_root, num_classes) + [f'randomness.seed={args.seed}']
-    if args.quick:
-        options += ['default_hooks.logger.interval=1']
-    if args.epochs is not None:
-        options += [f'train_cfg.max_epochs={args.epochs}']
-    os.makedirs(work_dir, exist_ok=True)
-    times = {}
-    last = osp.join(work_dir, 'last_checkpoint')
-    start = time.perf_counter()
-    if not osp.isfile(last):
-        stage(f'training {key} ({config})')
-        run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir, '--amp',
-             '--no-validate', '--cfg-options', *options], osp.join(work_dir, 'train.out'))
-    else:
-        print(f'{key}: trained checkpoint found ({last})')
-    times['train_s'] = time.perf_counter() - start
-    with open(last) as f:
-        checkpoint = f.read().strip()
-    dump_dir = osp.join(work_dir, 'features')
-    start = time.perf_counter()
-    if not osp.isfile(osp.join(dump_dir, DUMP_METRICS_FILE)):
-        stage(f'testing {key} on {", ".join(COLUMNS)}')
-        run([sys.executable, 'tools/test.py', config, checkpoint, '--work-dir', work_dir,
-             '--dump', dump_dir, '--cfg-options', *options], osp.join(work_dir, 'test.out'))
-    times['test_s'] = time.perf_counter() - start
-    with open(osp.join(dump_dir, DUMP_METRICS_FILE)) as f:
-        metrics = json.load(f)['metrics']
-    return dict(metrics=metrics, features=dump_dir, checkpoint=checkpoint, **times)
+class ModelJob:
+    """Train one model (unless its checkpoint exists), choose its fusion weight on the held-out
+    pairs (models with a combined score) and test it with a feature dump."""
+
+    def __init__(self, key: str, args: argparse.Namespace, num_classes: int,
+                 threads: Optional[int]) -> None:
+        self.key = key
+        self.config = MODELS[key][0]
+        self.args = args
+        self.threads = threads
+        self.prefix = f'[{key}] ' if threads is not None else ''
+        self.work_dir = osp.abspath(osp.join(args.work_dir, key))
+        data_root = osp.abspath(args.data_root)
+        self.options = [f'randomness.seed={args.seed}']
+        if args.quick:
+            self.options += ['default_hooks.logger.interval=1']
+        if args.epochs is not None:
+            self.options += epoch_options(args.epochs)
+        self.test_options = data_options(data_root, num_classes) + self.options
+        self.holdout_options = data_options(data_root, num_classes, HOLDOUT_STEM) + self.options
+        self.fused = any(score == 'combined' for _, score in MODELS[key][1])
+
+    def _run(self, script: str, extra: List[str], options: List[str], log: str) -> None:
+        run([sys.executable, script, self.config, *extra, '--work-dir', self.work_dir,
+             '--cfg-options', *options], osp.join(self.work_dir, log), self.prefix, self.threads)
+
+    def _dump(self, checkpoint: str, dump_dir: str, options: List[str], log: str,
+              what: str) -> dict:
+        from mmoaml.fileio import DUMP_METRICS_FILE
+        if not osp.isfile(osp.join(dump_dir, DUMP_METRICS_FILE)):
+            stage(f'testing {self.key} on {what}')
+            self._run('tools/test.py', [checkpoint, '--dump', dump_dir], options, log)
+        with open(osp.join(dump_dir, DUMP_METRICS_FILE)) as f:
+            return json.load(f)['metrics']
+
+    def __call__(self) -> dict:
+        os.makedirs(self.work_dir, exist_ok=True)
+        times = {}
+        last = osp.join(self.work_dir, 'last_checkpoint')
+        start = time.perf_counter()
+        if not osp.isfile(last):
+            stage(f'training {self.key} ({self.config})')
+            self._run('tools/train.py', ['--amp', '--no-validate'], self.test_options,
+                      'train.out')
+        else:
+            print(f'{self.key}: trained checkpoint found ({last})')
+        times['train_s'] = time.perf_counter() - start
+        with open(last) as f:
+            checkpoint = f.read().strip()
+        start = time.perf_counter()
+        fusion = None
+        options = self.test_options
+        if self.fused:
+            holdout_dir = osp.join(self.work_dir, 'holdout_features')
+            self._dump(checkpoint, holdout_dir, self.holdout_options, 'holdout.out',
+                       'the held-out pairs (fusion weight)')
+            fusion = fusion_weight_from_dumps(holdout_dir)
+            w = fusion['w_adaface']
+            options = options + [f'test_evaluator.combine_weights=({w},{1.0 - w:.6g})']
+            with _PRINT_LOCK:
+                print(f'{self.prefix}fusion weight chosen on the held-out pairs: '
+                      f'{w:g} AdaFace + {1 - w:g} QAConv', flush=True)
+        times['holdout_s'] = time.perf_counter() - start
+        dump_dir = osp.join(self.work_dir, 'features')
+        start = time.perf_counter()
+        metrics = self._dump(checkpoint, dump_dir, options, 'test.out', ', '.join(COLUMNS))
+        times['test_s'] = time.perf_counter() - start
+        return dict(metrics=metrics, features=dump_dir, checkpoint=checkpoint, fusion=fusion,
+                    **times)
+
+
+def fusion_weight_from_dumps(dump_dir: str) -> dict:
+    """The AdaFace weight of the combined score that maximises the mean accuracy over the
+    held-out protocols (their dumps in ``dump_dir``)."""
+    from mmoaml.evaluation.functional import choose_fusion_weight
+    from mmoaml.evaluation.metrics import FaceVerificationMetric
+    from mmoaml.fileio import load_face_features
+    score_sets = []
+    for _, column in PROTOCOLS:
+        dump = load_face_features(osp.join(dump_dir, f'{column}.npz'))
+        metric = FaceVerificationMetric(**dict(dump.metric_cfg, score_types=('adaface',
+                                                                            'qaconv')))
+        metric.bind_matcher(dump.build_matcher())
+        metric.compute_metrics(dump.entries)
+        scores = metric.last_pair_scores
+        score_sets.append((scores['adaface'], scores['qaconv'], metric.last_issame))
+    w, accuracy = choose_fusion_weight(score_sets)
+    return dict(w_adaface=w, holdout_mean_accuracy={f'{k:g}': round(100 * v, 2)
+                                                    for k, v in accuracy.items()})
+
+
+def run_models(keys: List[str], args: argparse.Namespace, num_classes: int) -> Dict[str, dict]:
+    """Run the model jobs, two at a time with one thread each unless ``--sequential``."""
+    parallel = not args.sequential and len(keys) > 1
+    if parallel:
+        # This process also scores QAConv (fusion weights): one thread here too.
+        import torch
+        torch.set_num_threads(1)
+    jobs = [ModelJob(key, args, num_classes, 1 if parallel else None) for key in keys]
+    with ThreadPoolExecutor(max_workers=2 if parallel else 1) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        return {key: future.result() for key, future in zip(keys, futures)}
 
 
 # ---------------------------------------------------------------------------------- results
@@ -262,38 +376,34 @@ def accuracy_rows(results: Dict[str, dict]) -> List[dict]:
 
 
 def occlusion_quality(features: str) -> dict:
-    """The occlusion head on the 7x7 grid, from OAML's dumped per-image features."""
+    """The occlusion head on its grid, from an OAML model's dumped per-image features: mean
+    predicted vs ground-truth visibility per protocol (probes of the occluded protocols, every
+    image of the clean one), MSE and IoU of the hidden cells."""
     from mmoaml.evaluation.functional.occlusion_quality import (mean_visibility, visibility_iou,
                                                                 visibility_mse)
-    from mmoaml.evaluation.metrics.dump_face_features import load_face_features
+    from mmoaml.fileio import load_face_features
+
+    def summary(pred: np.ndarray, gt: np.ndarray) -> dict:
+        return dict(mean_pred=mean_visibility(pred), mean_gt=mean_visibility(gt),
+                    mse=visibility_mse(pred, gt), iou_hidden=visibility_iou(pred, gt))
+
     per_protocol, occluded_pred, occluded_gt = {}, [], []
-    clean_pred = None
     for _, column in PROTOCOLS:
         dump = load_face_features(osp.join(features, f'{column}.npz'))
         pred = np.stack([e['visibility'].float().numpy() for e in dump.entries])
         gt = np.stack([e['gt_visibility'].float().numpy() for e in dump.entries])
-        if column == 'clean':
-            clean_pred = pred
-            per_protocol[column] = dict(
-                mean_pred=mean_visibility(pred), mean_gt=mean_visibility(gt),
-                mse=visibility_mse(pred, gt), iou_hidden=visibility_iou(pred, gt))
-            continue
-        # Probe-only protocols: the occluded face of pair k is image 2k + 1.
-        pred, gt = pred[1::2], gt[1::2]
-        occluded_pred.append(pred)
-        occluded_gt.append(gt)
-        per_protocol[column] = dict(
-            mean_pred=mean_visibility(pred), mean_gt=mean_visibility(gt),
-            mse=visibility_mse(pred, gt), iou_hidden=visibility_iou(pred, gt))
-    pred, gt = np.concatenate(occluded_pred), np.concatenate(occluded_gt)
-    return dict(
-        grid='7x7',
-        mean_pred_occluded=mean_visibility(pred),
-        mean_pred_clean=mean_visibility(clean_pred),
-        mean_gt_occluded=mean_visibility(gt),
-        mse_occluded=visibility_mse(pred, gt),
-        iou_hidden_occluded=visibility_iou(pred, gt),
-        per_protocol=per_protocol)
+        if column != 'clean':
+            # Probe-only protocols: the occluded face of pair k is image 2k + 1.
+            pred, gt = pred[1::2], gt[1::2]
+            occluded_pred.append(pred)
+            occluded_gt.append(gt)
+        per_protocol[column] = summary(pred, gt)
+    occluded = summary(np.concatenate(occluded_pred), np.concatenate(occluded_gt))
+    return dict(grid='x'.join(str(n) for n in pred.shape[-2:]),
+                mean_pred_occluded=occluded['mean_pred'],
+                mean_pred_clean=per_protocol['clean']['mean_pred'],
+                mean_gt_occluded=occluded['mean_gt'], mse_occluded=occluded['mse'],
+                iou_hidden_occluded=occluded['iou_hidden'], per_protocol=per_protocol)
 
 
 def save_figure(data_root: str, features: str, path: str, per_set: int = 4) -> None:
@@ -305,7 +415,7 @@ def save_figure(data_root: str, features: str, path: str, per_set: int = 4) -> N
     from mmoaml.visualization import draw_visibility_grid
     images, predicted, gts = [], [], []
     for protocol, column in PROTOCOLS:
-        bin_path = osp.join(data_root, 'val', f'{BIN_STEM}_{protocol}.bin')
+        bin_path = osp.join(data_root, 'val', f'{TEST_STEM}_{protocol}.bin')
         encoded, _ = load_verification_bin(bin_path)
         masks = load_visibility_masks(masks_path_for(bin_path))
         entries = load_face_features(osp.join(features, f'{column}.npz')).entries
@@ -319,22 +429,35 @@ def save_figure(data_root: str, features: str, path: str, per_set: int = 4) -> N
         raise OSError(f'could not write {path}')
 
 
-def format_table(rows: List[dict], quality: Optional[dict]) -> str:
+def standard_error(accuracy_percent: float, num_pairs: int) -> float:
+    """Binomial standard error (%) of an accuracy measured on ``num_pairs`` pairs."""
+    p = accuracy_percent / 100
+    return 100 * math.sqrt(p * (1 - p) / num_pairs)
+
+
+def format_table(rows: List[dict], qualities: Dict[str, dict], num_pairs: int,
+                 fusion: Dict[str, Optional[dict]]) -> str:
     width = max(len(r['label']) for r in rows) + 2
-    lines = ['10-fold verification accuracy (%), probe-only occlusion, held-out occluder styles',
+    lines = ['10-fold verification accuracy (%), probe-only occlusion, held-out occluder styles; '
+             f'{num_pairs} pairs per protocol: standard error {standard_error(90, num_pairs):.2f}'
+             f' points at 90 %, {standard_error(60, num_pairs):.2f} at 60 %',
              f'{"":{width}s}' + ''.join(f'{c:>12s}' for c in COLUMNS)]
     lines.append('-' * len(lines[-1]))
     for row in rows:
         lines.append(f'{row["label"]:{width}s}' +
                      ''.join(f'{row["accuracy"][c]:12.2f}' for c in COLUMNS))
-    if quality is not None:
-        q = quality
+    for key, chosen in fusion.items():
+        if chosen is not None:
+            lines.append(f'{key}: combined = {chosen["w_adaface"]:g} x AdaFace + '
+                         f'{1 - chosen["w_adaface"]:g} x QAConv (standardised scores; weight '
+                         'chosen on the held-out pairs)')
+    for key, q in qualities.items():
         lines += [
             '',
-            f'occlusion head ({q["grid"]}): mean predicted visibility {q["mean_pred_occluded"]:.3f}'
-            f' on occluded probes (GT {q["mean_gt_occluded"]:.3f}) vs '
-            f'{q["mean_pred_clean"]:.3f} on clean faces; MSE {q["mse_occluded"]:.4f}, '
-            f'IoU of hidden cells {q["iou_hidden_occluded"]:.3f} (occluded probes)',
+            f'{key} occlusion head ({q["grid"]}): mean predicted visibility '
+            f'{q["mean_pred_occluded"]:.3f} on occluded probes (GT {q["mean_gt_occluded"]:.3f}) '
+            f'vs {q["mean_pred_clean"]:.3f} on clean faces; MSE {q["mse_occluded"]:.4f}, IoU of '
+            f'hidden cells {q["iou_hidden_occluded"]:.3f} (occluded probes)',
         ]
         for column, v in q['per_protocol'].items():
             lines.append(f'  {column:11s} mean pred {v["mean_pred"]:.3f}  mean GT '
@@ -349,41 +472,53 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     from mmoaml.utils import register_all_modules
     register_all_modules()
     os.makedirs(args.work_dir, exist_ok=True)
-    sizes = SIZES['quick' if args.quick else 'default']
+    sizes = SIZES[args.size]
     timings = {}
     job_start = time.perf_counter()
 
     stage(f'SynthFace (seed {args.seed}) in {args.data_root}')
     start = time.perf_counter()
     meta = ensure_synthface(args.data_root, sizes, args.seed, args.workers)
-    ensure_protocols(args.data_root, args.seed)
+    for stem in (TEST_STEM, HOLDOUT_STEM):
+        ensure_protocols(args.data_root, stem, args.seed)
     timings['data_s'] = time.perf_counter() - start
 
     keys = (['adaface_noocc'] if args.with_noocc else []) + ['adaface', 'oaml']
-    results = {}
+    if args.full:
+        keys.append('oaml_14x14')
+    start = time.perf_counter()
+    results = run_models(keys, args, meta['num_train_ids'])
+    timings['models_s'] = time.perf_counter() - start
     for key in keys:
-        results[key] = train_and_test(key, args, meta['num_train_ids'])
-        timings[f'{key}_train_s'] = results[key]['train_s']
-        timings[f'{key}_test_s'] = results[key]['test_s']
+        for part in ('train_s', 'holdout_s', 'test_s'):
+            timings[f'{key}_{part}'] = results[key][part]
 
     stage('results')
     rows = accuracy_rows(results)
-    quality = occlusion_quality(results['oaml']['features'])
+    fused = [key for key in keys if results[key]['fusion'] is not None]
+    qualities = {key: occlusion_quality(results[key]['features']) for key in fused}
     figure = osp.join(args.work_dir, 'visibility.png')
     save_figure(args.data_root, results['oaml']['features'], figure)
     timings['total_s'] = time.perf_counter() - job_start
-    table = format_table(rows, quality)
+    fusion = {key: results[key]['fusion'] for key in keys}
+    table = format_table(rows, qualities, meta['num_pairs'], fusion)
     summary = dict(
         command=' '.join(['python tools/demo_synthface.py'] +
                          list(sys.argv[1:] if argv is None else argv)),
         seed=args.seed,
+        size=args.size,
         quick=args.quick,
+        parallel=not args.sequential,
         synthface=dict(meta, data_root=args.data_root),
         machine=dict(platform=platform.platform(), processor=platform.processor(),
                      cpu_count=os.cpu_count()),
         columns=list(COLUMNS),
-        rows=rows,
-        occlusion_head=quality,
+        rows=[dict(row, standard_error={c: round(standard_error(v, meta['num_pairs']), 2)
+                                        for c, v in row['accuracy'].items()})
+              for row in rows],
+        fusion=fusion,
+        occlusion_head=qualities.get('oaml'),
+        occlusion_heads=qualities,
         checkpoints={key: r['checkpoint'] for key, r in results.items()},
         timings_s={key: round(value, 1) for key, value in timings.items()},
         table=table)

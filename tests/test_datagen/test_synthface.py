@@ -205,6 +205,38 @@ def test_writer_pairs_are_balanced_and_disjoint(written):
     assert np.abs(decoded - expected).mean() < 3
 
 
+def test_holdout_pairs_use_training_range_identities_not_in_train(tmp_path):
+    out = str(tmp_path)
+    meta = write_synthface(out, **dict(TINY, occluded_per_id=0, num_holdout_ids=2,
+                                       num_holdout_pairs=4))
+    assert (meta['num_holdout_ids'], meta['num_holdout_pairs']) == (2, 4)
+    assert '--num-holdout-ids 2' in meta['command']
+    with open(osp.join(out, 'val', 'synthface_holdout_pairs.txt')) as f:
+        pairs = [tuple(int(v) for v in line.split()) for line in f]
+    assert len(pairs) == 4 and all(same == int(ja == jb) for ja, _, jb, _, same in pairs)
+    assert {p[0] for p in pairs} | {p[2] for p in pairs} <= {0, 1}
+    # Held-out ids follow the training ids (3, 4 here) and have no training folder.
+    assert sorted(os.listdir(osp.join(out, 'train'))) == ['00000', '00001', '00002']
+    images, issame = load_verification_bin(osp.join(out, 'val', 'synthface_holdout.bin'))
+    np.testing.assert_array_equal(issame, [p[4] == 1 for p in pairs])
+    ja, ka, jb, kb, _ = pairs[-1]
+    gen = SynthFaceGenerator(seed=5)
+    for img, (j, k) in zip(images[-2:], ((ja, ka), (jb, kb))):
+        decoded = decode_image(img, 'holdout').astype(int)
+        error = np.abs(decoded - gen.render_identity(TINY['num_train_ids'] + j, k).img).mean()
+        # JPEG error only; the same image index of a training identity is far off.
+        assert error < 5 < np.abs(decoded - gen.render_identity(j, k).img).mean()
+    # The test pairs are those of a run without a held-out set.
+    plain = str(tmp_path / 'plain')
+    write_synthface(plain, **dict(TINY, occluded_per_id=0))
+    for name in ('synthface_clean.bin', 'synthface_clean_pairs.txt'):
+        with open(osp.join(out, 'val', name), 'rb') as f, \
+                open(osp.join(plain, 'val', name), 'rb') as g:
+            assert f.read() == g.read()
+    with pytest.raises(ValueError, match='num_holdout_ids'):
+        write_synthface(str(tmp_path / 'bad'), **dict(TINY, num_holdout_ids=1))
+
+
 def test_written_sets_load_with_the_project_loaders(written):
     out, _ = written
     train = FaceFolderDataset(data_root=osp.join(out, 'train'))

@@ -31,6 +31,12 @@ def test_quick_demo_writes_a_complete_table_json_and_figure(tmp_path):
         assert set(row['accuracy']) == set(results['columns'])
         for value in row['accuracy'].values():
             assert isinstance(value, float) and 0 <= value <= 100
+    # The combined score's weight was chosen on the held-out pairs, from the grid 0, 0.1, ..., 1.
+    fusion = results['fusion']['oaml']
+    assert 0 <= fusion['w_adaface'] <= 1 and len(fusion['holdout_mean_accuracy']) == 11
+    assert results['fusion']['adaface'] is None
+    for row in results['rows']:
+        assert set(row['standard_error']) == set(results['columns'])
     quality = results['occlusion_head']
     for key in ('mean_pred_occluded', 'mean_pred_clean', 'mse_occluded', 'iou_hidden_occluded'):
         assert math.isfinite(quality[key]) and 0 <= quality[key] <= 1
@@ -72,3 +78,27 @@ def test_demo_reuses_synthface_only_when_generator_and_jitter_match(tmp_path):
             assert 'another SynthFace' in str(exc) and key in str(exc)
         else:
             raise AssertionError(f'a SynthFace with another {key} was reused')
+
+
+def test_epoch_option_moves_the_end_of_the_cosine_decay():
+    from mmengine.config import Config, DictAction
+    demo = _demo_module()
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'adaface_synthface.py'))
+    cosine = cfg.param_scheduler[demo.COSINE_SCHEDULER_INDEX]
+    assert cosine.type == 'CosineAnnealingLR'
+    assert cosine.end == cosine.T_max == cfg.train_cfg.max_epochs
+    action = DictAction(option_strings=['--cfg-options'], dest='cfg_options')
+    options = {}
+    for option in demo.epoch_options(3):
+        key, value = option.split('=')
+        options[key] = action._parse_iterable(value)
+    cfg.merge_from_dict(options)
+    cosine = cfg.param_scheduler[demo.COSINE_SCHEDULER_INDEX]
+    assert cosine.end == cosine.T_max == cfg.train_cfg.max_epochs == 3
+
+
+def test_standard_error_of_an_accuracy():
+    demo = _demo_module()
+    # sqrt(0.9 * 0.1 / 900) = 0.01 -> 1 point.
+    assert math.isclose(demo.standard_error(90.0, 900), 1.0)
+    assert math.isclose(demo.standard_error(50.0, 2500), 1.0)

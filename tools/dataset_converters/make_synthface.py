@@ -57,6 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--occluders', nargs='+', default=None, metavar='NAME=WEIGHT',
                         help='occluder mix (default: ' + ' '.join(
                             f'{n}={w:g}' for n, w in DEFAULT_OCCLUDERS) + ')')
+    parser.add_argument('--num-holdout-ids', type=int, default=0,
+                        help='held-out identities of the training id range for '
+                        'val/synthface_holdout.bin, a validation split (default 0: none)')
+    parser.add_argument('--num-holdout-pairs', type=int, default=1000,
+                        help='pairs of the held-out set (even)')
     parser.add_argument('--image-size', type=int, default=112, help='image size')
     parser.add_argument('--trait-jitter', type=float, default=DEFAULT_TRAIT_JITTER,
                         help='per-image trait variation (SynthFaceGenerator.trait_jitter)')
@@ -97,6 +102,8 @@ def main(argv=None) -> None:
         image_size=args.image_size,
         trait_jitter=args.trait_jitter,
         jpeg_quality=args.jpeg_quality,
+        num_holdout_ids=args.num_holdout_ids,
+        num_holdout_pairs=args.num_holdout_pairs,
         num_workers=args.workers,
         progress=progress,
         command=' '.join(['python', 'tools/dataset_converters/make_synthface.py'] +

@@ -12,7 +12,7 @@ import numpy as np
 __all__ = [
     'TEST_ID_OFFSET', 'TRAIT_NAMES', 'TRAIT_DIM', 'APPEARANCE_TRAITS', 'DEFAULT_TRAIT_JITTER',
     'Nuisance', 'ImageTraits', 'draw_identity_traits', 'image_traits', 'nuisance_rng',
-    'occluded_rng', 'pairs_rng', 'bank_rng'
+    'occluded_rng', 'pairs_rng', 'holdout_pairs_rng', 'bank_rng'
 ]
 
 #: Identity ids of the ``test`` split start here (disjoint from any realistic training set).
@@ -85,6 +85,11 @@ def occluded_rng(seed: int, identity_id: int, image_index: int) -> np.random.Gen
 def pairs_rng(seed: int) -> np.random.Generator:
     """The generator of the verification pairs of the data set of ``seed``."""
     return np.random.default_rng([seed, _PAIRS_TAG])
+
+
+def holdout_pairs_rng(seed: int) -> np.random.Generator:
+    """The generator of the held-out (validation) pairs of the data set of ``seed``."""
+    return np.random.default_rng([seed, _PAIRS_TAG, 1])
 
 
 def draw_identity_traits(seed: int, identity_id: int) -> np.ndarray:

@@ -6,6 +6,11 @@ Layout under ``out_dir``::
     val/synthface_clean.bin            verification pairs over disjoint test identities
                                        (VerificationBinDataset); pair k = images 2k, 2k+1
     val/synthface_clean_pairs.txt      per pair: id_a k_a id_b k_b issame
+    val/synthface_holdout.bin          (with ``num_holdout_ids``) pairs over held-out identities
+                                       of the training id range, ``num_train_ids`` onwards, that
+                                       train/ does not hold: a validation split for choices
+                                       (fusion weights, thresholds) that must not see test pairs
+    val/synthface_holdout_pairs.txt    its pairs, ids counted from ``num_train_ids``
     occluded/images/<id>/<k>.jpg       occluded training-identity faces (OccludedFaceDataset)
     occluded/masks/<id>/<k>.png        their masks: 255 = visible face, 0 = occluder or not
                                        face (hair, neck, background)
@@ -14,11 +19,12 @@ Layout under ``out_dir``::
 
 ``<id>`` is the zero-padded identity id, so folder order is id order and the occluded set's
 labels (its first ``num_occluded_ids`` identities) equal the training labels. Test identities
-are ``TEST_ID_OFFSET + j``; the pairs file lists them 0-based (``j``). Occluded images are new
-draws (their own nuisance stream, :func:`~.traits.occluded_rng`), each starting from the
-rendered face's true mask, with one occluder from ``occluders`` built by name from the
-transform registry with ``seed`` (training styles only; held-out styles stay for test
-benchmarks).
+are ``TEST_ID_OFFSET + j``; the pairs file lists them 0-based (``j``). Held-out identities are
+``num_train_ids + j``, rendered like test identities (``test_images_per_id`` images each).
+Occluded images are new draws (their own nuisance stream, :func:`~.traits.occluded_rng`),
+each starting from the rendered face's true mask, with one occluder from ``occluders`` built
+by name from the transform registry with ``seed`` (training styles only; held-out styles stay
+for test benchmarks).
 
 Work is split into tasks (one per identity, or per test image) that run in worker processes;
 every task is a function of its arguments, so the files do not depend on the number of workers.
@@ -37,7 +43,7 @@ from mmoaml.fileio.image import encode_image
 from mmoaml.fileio.verification_bin import dump_verification_bin
 from mmoaml.registry import TRANSFORMS
 from .generator import SYNTHFACE_VERSION, SynthFaceGenerator, cached_generator
-from .traits import DEFAULT_TRAIT_JITTER, TEST_ID_OFFSET, occluded_rng, pairs_rng
+from .traits import DEFAULT_TRAIT_JITTER, TEST_ID_OFFSET, holdout_pairs_rng, occluded_rng, pairs_rng
 
 __all__ = ['DEFAULT_OCCLUDERS', 'write_synthface']
 
@@ -115,8 +121,9 @@ def _render_test_image(task: tuple) -> Tuple[Tuple[int, int], bytes]:
     return (identity, k), encode_image(img, '.jpg', quality)
 
 
-def _pair_list(num_pairs: int, num_test_ids: int, images_per_id: int, seed: int) -> List[Pair]:
-    """``num_pairs`` distinct pairs ``(id_a, k_a, id_b, k_b, issame)``, test ids 0-based.
+def _pair_list(num_pairs: int, num_test_ids: int, images_per_id: int,
+               rng: np.random.Generator) -> List[Pair]:
+    """``num_pairs`` distinct pairs ``(id_a, k_a, id_b, k_b, issame)``, ids 0-based.
 
     Half same-identity (two different images), half different-identity; listed as alternating
     same/different slots in a random order per slot pair, so every contiguous fold of an even
@@ -132,7 +139,6 @@ def _pair_list(num_pairs: int, num_test_ids: int, images_per_id: int, seed: int)
         raise ValueError(f'write_synthface: {num_pairs} pairs need {half} distinct same and '
                          f'different pairs; {num_test_ids} test identities x {images_per_id} '
                          f'images allow {max_same} same and {max_diff} different pairs')
-    rng = pairs_rng(seed)
     same, diff = set(), set()
     while len(same) < half:
         j = int(rng.integers(num_test_ids))
@@ -166,6 +172,8 @@ class _Job(NamedTuple):
     image_size: int
     trait_jitter: float
     jpeg_quality: int
+    num_holdout_ids: int
+    num_holdout_pairs: int
 
 
 def _check_counts(num_train_ids: int, images_per_id: int, num_test_ids: int,
@@ -200,16 +208,19 @@ def _check_occluders(occluders: Sequence[Tuple[str, float]],
 
 
 def _tasks(job: _Job, names: Tuple[str, ...], probs: Tuple[float, ...],
-           pairs: List[Pair]) -> Tuple[list, list, list]:
-    """The worker tasks ``(train, test, occluded)`` of a job."""
+           pairs: List[Pair], holdout_pairs: List[Pair]) -> Tuple[list, list, list]:
+    """The worker tasks ``(train, test, occluded)`` of a job; "test" renders the images of the
+    test pairs and of the held-out pairs."""
     width = max(5, len(str(job.num_train_ids - 1)))
     common = (job.seed, job.image_size, job.trait_jitter, job.jpeg_quality)
     train = [(job.out_dir, j, job.images_per_id, width) + common
              for j in range(job.num_train_ids)]
     occluded = [(job.out_dir, j, job.occluded_per_id, width) + common + (names, probs)
                 for j in range(job.num_occluded_ids if job.occluded_per_id else 0)]
-    needed = sorted({(TEST_ID_OFFSET + p[0], p[1]) for p in pairs}
-                    | {(TEST_ID_OFFSET + p[2], p[3]) for p in pairs})
+    needed = sorted({(offset + p[i], p[i + 1])
+                     for offset, listed in ((TEST_ID_OFFSET, pairs),
+                                            (job.num_train_ids, holdout_pairs))
+                     for p in listed for i in (0, 2)})
     return train, [key + common for key in needed], occluded
 
 
@@ -243,17 +254,27 @@ def _run_tasks(tasks: Tuple[list, list, list], num_workers: int,
     return encoded, records
 
 
-def _write_annotations(out_dir: str, pairs: List[Pair], encoded: Dict[Tuple[int, int], bytes],
-                       records: List[dict]) -> None:
-    """Write the verification ``.bin``, its pairs file and the occluder records."""
+def _write_pairs(stem: str, pairs: List[Pair], offset: int,
+                 encoded: Dict[Tuple[int, int], bytes]) -> None:
+    """Write ``<stem>.bin`` and ``<stem>_pairs.txt`` for pairs of ids ``offset + j``."""
     images, issame, lines = [], [], []
     for ja, ka, jb, kb, same in pairs:
-        images += [encoded[(TEST_ID_OFFSET + ja, ka)], encoded[(TEST_ID_OFFSET + jb, kb)]]
+        images += [encoded[(offset + ja, ka)], encoded[(offset + jb, kb)]]
         issame.append(same)
         lines.append(f'{ja} {ka} {jb} {kb} {int(same)}\n')
-    dump_verification_bin(osp.join(out_dir, 'val', 'synthface_clean.bin'), images, issame)
-    with open(osp.join(out_dir, 'val', 'synthface_clean_pairs.txt'), 'w') as f:
+    dump_verification_bin(stem + '.bin', images, issame)
+    with open(stem + '_pairs.txt', 'w') as f:
         f.writelines(lines)
+
+
+def _write_annotations(job: _Job, pairs: List[Pair], holdout_pairs: List[Pair],
+                       encoded: Dict[Tuple[int, int], bytes], records: List[dict]) -> None:
+    """Write the verification ``.bin`` files, their pairs files and the occluder records."""
+    out_dir = job.out_dir
+    _write_pairs(osp.join(out_dir, 'val', 'synthface_clean'), pairs, TEST_ID_OFFSET, encoded)
+    if holdout_pairs:
+        _write_pairs(osp.join(out_dir, 'val', 'synthface_holdout'), holdout_pairs,
+                     job.num_train_ids, encoded)
     if records:
         with open(osp.join(out_dir, 'occluded', 'occluders.jsonl'), 'w') as f:
             f.writelines(json.dumps(r) + '\n' for r in records)
@@ -270,7 +291,8 @@ def _command(job: _Job) -> str:
             f'{n}={w:g}' for n, w in job.occluders), f'--image-size {job.image_size}',
         f'--trait-jitter {job.trait_jitter:g}', f'--jpeg-quality {job.jpeg_quality}',
         f'--seed {job.seed}'
-    ])
+    ] + ([f'--num-holdout-ids {job.num_holdout_ids}',
+          f'--num-holdout-pairs {job.num_holdout_pairs}'] if job.num_holdout_ids else []))
 
 
 def _meta(job: _Job, num_occluded_images: int, command: str) -> dict:
@@ -289,6 +311,8 @@ def _meta(job: _Job, num_occluded_images: int, command: str) -> dict:
         test_id_offset=TEST_ID_OFFSET,
         test_images_per_id=job.test_images_per_id,
         num_pairs=job.num_pairs,
+        num_holdout_ids=job.num_holdout_ids,
+        num_holdout_pairs=job.num_holdout_pairs if job.num_holdout_ids else 0,
         num_occluded_ids=job.num_occluded_ids if job.occluded_per_id else 0,
         occluded_per_id=job.occluded_per_id,
         num_occluded_images=num_occluded_images,
@@ -304,7 +328,8 @@ def write_synthface(out_dir: str, num_train_ids: int = 1000, images_per_id: int 
                     occluded_per_id: int = 4,
                     occluders: Sequence[Tuple[str, float]] = DEFAULT_OCCLUDERS,
                     image_size: int = 112, trait_jitter: float = DEFAULT_TRAIT_JITTER,
-                    jpeg_quality: int = 95, num_workers: int = 0,
+                    jpeg_quality: int = 95, num_holdout_ids: int = 0,
+                    num_holdout_pairs: int = 1000, num_workers: int = 0,
                     progress: Optional[Callable[[int, int], None]] = None,
                     command: Optional[str] = None) -> dict:
     """Write a SynthFace data set in the formats of real face data (layout: module docstring).
@@ -326,6 +351,10 @@ def write_synthface(out_dir: str, num_train_ids: int = 1000, images_per_id: int 
         trait_jitter (float): see :class:`SynthFaceGenerator`. Defaults to 0.6.
         jpeg_quality (int): quality of the written JPEGs. Defaults to 95 (AdaFace's
             ``convert.py``).
+        num_holdout_ids (int): held-out identities of the training id range (ids
+            ``num_train_ids`` onwards, ``test_images_per_id`` images each) for
+            ``val/synthface_holdout.bin``; 0 = none. Defaults to 0.
+        num_holdout_pairs (int): pairs of the held-out set (even). Defaults to 1000.
         num_workers (int): worker processes; 0 = render in this process. Defaults to 0.
         progress (Callable[[int, int], None], optional): called after each unit of work with
             the number of images it finished and the total number of images to render.
@@ -340,13 +369,19 @@ def write_synthface(out_dir: str, num_train_ids: int = 1000, images_per_id: int 
     names, probs = _check_occluders(occluders, occluded_per_id)
     # Fail on bad generator arguments before any file is written.
     SynthFaceGenerator(seed, image_size, trait_jitter)
-    pairs = _pair_list(num_pairs, num_test_ids, test_images_per_id, seed)
+    pairs = _pair_list(num_pairs, num_test_ids, test_images_per_id, pairs_rng(seed))
+    if num_holdout_ids < 0 or num_holdout_ids == 1:
+        raise ValueError(f'write_synthface: num_holdout_ids must be 0 or >= 2, got '
+                         f'{num_holdout_ids}')
+    holdout_pairs = (_pair_list(num_holdout_pairs, num_holdout_ids, test_images_per_id,
+                                holdout_pairs_rng(seed)) if num_holdout_ids else [])
     job = _Job(out_dir, num_train_ids, images_per_id, num_test_ids, test_images_per_id, num_pairs,
                num_occluded_ids, occluded_per_id, tuple(occluders), seed, image_size,
-               trait_jitter, jpeg_quality)
+               trait_jitter, jpeg_quality, int(num_holdout_ids), int(num_holdout_pairs))
     os.makedirs(osp.join(out_dir, 'val'), exist_ok=True)
-    encoded, records = _run_tasks(_tasks(job, names, probs, pairs), num_workers, progress)
-    _write_annotations(out_dir, pairs, encoded, records)
+    encoded, records = _run_tasks(_tasks(job, names, probs, pairs, holdout_pairs), num_workers,
+                                  progress)
+    _write_annotations(job, pairs, holdout_pairs, encoded, records)
     meta = _meta(job, len(records), _command(job) if command is None else command)
     with open(osp.join(out_dir, 'meta.json'), 'w') as f:
         json.dump(meta, f, indent=2)

@@ -39,6 +39,9 @@ STEM_CHANNELS = 64
 SE_REDUCTION = 16
 #: Every stage halves the resolution once, so the body map is input / 2**4.
 TOTAL_STRIDE = 16
+#: Where a unit's stride sits: ``'last'`` (reference: the second 3x3 conv of the basic unit, the
+#: last 1x1 conv of the bottleneck) or ``'first'`` (the branch's first conv).
+STRIDE_POSITIONS = ('last', 'first')
 
 
 def _pair(size: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
@@ -132,25 +135,29 @@ class BasicIRUnit(nn.Module):
     """Basic improved residual unit (AdaFace ``BasicBlockIR`` / ``BasicBlockIRSE``).
 
     Residual branch ``res_layer``: BN(C_in) -> conv3x3(C_in -> C) -> BN(C) -> PReLU(C) ->
-    conv3x3(C -> C, stride s) -> BN(C) [-> squeeze-excitation]. The stride sits on the second
-    conv. The output is ``res_layer(x) + shortcut_layer(x)`` with no activation after the sum.
+    conv3x3(C -> C) -> BN(C) [-> squeeze-excitation]. The stride sits on the second conv
+    (reference) or, with ``stride_position='first'``, on the first. The output is
+    ``res_layer(x) + shortcut_layer(x)`` with no activation after the sum.
 
     Args:
         in_channels (int): Input channels ``C_in``.
         out_channels (int): Output channels ``C``.
         stride (int): Stride of the unit (2 for the first unit of a stage, else 1).
         se (bool): Append a squeeze-excitation block (IR-SE). Defaults to False.
+        stride_position (str): ``'last'`` (reference) or ``'first'``. Defaults to ``'last'``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, se: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, se: bool = False,
+                 stride_position: str = 'last') -> None:
         super().__init__()
+        first, last = (stride, 1) if stride_position == 'first' else (1, stride)
         self.shortcut_layer = _shortcut(in_channels, out_channels, stride)
         self.res_layer = nn.Sequential(
             nn.BatchNorm2d(in_channels),
-            nn.Conv2d(in_channels, out_channels, 3, stride=1, padding=1, bias=False),
+            nn.Conv2d(in_channels, out_channels, 3, stride=first, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.PReLU(out_channels),
-            nn.Conv2d(out_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+            nn.Conv2d(out_channels, out_channels, 3, stride=last, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
         )
         if se:
@@ -166,29 +173,32 @@ class BottleneckIRUnit(nn.Module):
 
     Residual branch ``res_layer``: BN(C_in) -> conv1x1(C_in -> C/4) -> BN -> PReLU ->
     conv3x3(C/4 -> C/4) -> BN -> PReLU -> conv1x1(C/4 -> C, stride s) -> BN(C)
-    [-> squeeze-excitation]; the stride sits on the last 1x1 conv. Shortcut and sum as in
-    :class:`BasicIRUnit`.
+    [-> squeeze-excitation]; the stride sits on the last 1x1 conv (reference) or, with
+    ``stride_position='first'``, on the first. Shortcut and sum as in :class:`BasicIRUnit`.
 
     Args:
         in_channels (int): Input channels ``C_in``.
         out_channels (int): Output channels ``C``.
         stride (int): Stride of the unit.
         se (bool): Append a squeeze-excitation block (IR-SE). Defaults to False.
+        stride_position (str): ``'last'`` (reference) or ``'first'``. Defaults to ``'last'``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, se: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, se: bool = False,
+                 stride_position: str = 'last') -> None:
         super().__init__()
         mid = out_channels // 4
+        first, last = (stride, 1) if stride_position == 'first' else (1, stride)
         self.shortcut_layer = _shortcut(in_channels, out_channels, stride)
         self.res_layer = nn.Sequential(
             nn.BatchNorm2d(in_channels),
-            nn.Conv2d(in_channels, mid, 1, bias=False),
+            nn.Conv2d(in_channels, mid, 1, stride=first, bias=False),
             nn.BatchNorm2d(mid),
             nn.PReLU(mid),
             nn.Conv2d(mid, mid, 3, padding=1, bias=False),
             nn.BatchNorm2d(mid),
             nn.PReLU(mid),
-            nn.Conv2d(mid, out_channels, 1, stride=stride, bias=False),
+            nn.Conv2d(mid, out_channels, 1, stride=last, bias=False),
             nn.BatchNorm2d(out_channels),
         )
         if se:
@@ -274,6 +284,12 @@ class IResNet(BaseModule):
             the reference channels of ``depth`` (64/128/256/512 or 256/512/1024/2048).
         stage_units (Sequence[int], optional): Units of the four stages. Defaults to None: the
             reference counts of ``depth`` (:data:`UNITS_PER_STAGE`).
+        stride_position (str): Which conv of a stage's first unit carries the stride:
+            ``'last'`` (reference: the second 3x3 conv of a basic unit, the last 1x1 of a
+            bottleneck) or ``'first'`` (the branch's first conv, so the rest of the unit runs at
+            the reduced resolution: about half the FLOPs of that unit; the SynthFace CPU model
+            uses it). Not a reference option; parameter names and shapes are the same either
+            way, but reference weights expect ``'last'``. Defaults to ``'last'``.
         init_cfg (dict | list[dict], optional): Initialisation. The default is the reference one
             (``initialize_weights``): Kaiming-normal (fan_out, ReLU gain) for every conv including
             the SE convs, BatchNorm weight 1 and bias 0; PReLU keeps PyTorch's 0.25.
@@ -302,6 +318,7 @@ class IResNet(BaseModule):
                  stem_channels: Optional[int] = None,
                  stage_channels: Optional[Sequence[int]] = None,
                  stage_units: Optional[Sequence[int]] = None,
+                 stride_position: str = 'last',
                  init_cfg: Optional[Union[dict, List[dict]]] = [
                      dict(type='Kaiming', layer='Conv2d'),
                      dict(type='Constant', val=1, bias=0, layer='_BatchNorm'),
@@ -320,6 +337,10 @@ class IResNet(BaseModule):
             stem_channels = STEM_CHANNELS
         if not isinstance(stem_channels, int) or stem_channels < 1:
             raise ValueError(f'stem_channels must be a positive int, got {stem_channels!r}')
+        if stride_position not in STRIDE_POSITIONS:
+            raise ValueError(f'stride_position must be one of {STRIDE_POSITIONS}, got '
+                             f'{stride_position!r}')
+        self.stride_position = stride_position
         num_stages = len(self.stage_units)
         self.out_indices = tuple(self._normalise_index(i, num_stages) for i in out_indices)
         if not self.out_indices:
@@ -344,7 +365,8 @@ class IResNet(BaseModule):
         in_channels = stem_channels
         for num_units, channels in zip(self.stage_units, self.stage_channels):
             for j in range(num_units):
-                units.append(unit_cls(in_channels, channels, stride=2 if j == 0 else 1, se=se))
+                units.append(unit_cls(in_channels, channels, stride=2 if j == 0 else 1, se=se,
+                                      stride_position=stride_position))
                 in_channels = channels
             stage_ends.append(len(units))
         self.body = nn.Sequential(*units)
