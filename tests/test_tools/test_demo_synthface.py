@@ -102,3 +102,14 @@ def test_standard_error_of_an_accuracy():
     # sqrt(0.9 * 0.1 / 900) = 0.01 -> 1 point.
     assert math.isclose(demo.standard_error(90.0, 900), 1.0)
     assert math.isclose(demo.standard_error(50.0, 2500), 1.0)
+
+
+def test_a_job_gets_one_thread_only_while_another_runs():
+    demo = _demo_module()
+    running = demo.RunningJobs()
+    first, second = (type('Job', (), dict(key=key))() for key in ('adaface', 'oaml'))
+    with running.entered(first):
+        assert running.threads_for(first) is None  # alone: every core
+        with running.entered(second):
+            assert running.threads_for(first) == running.threads_for(second) == 1
+        assert running.threads_for(first) is None

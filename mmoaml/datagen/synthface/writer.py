@@ -157,6 +157,15 @@ def _pair_list(num_pairs: int, num_test_ids: int, images_per_id: int,
     return pairs
 
 
+def _holdout_pairs(num_ids: int, num_pairs: int, images_per_id: int, seed: int) -> List[Pair]:
+    """The held-out pairs (ids 0-based from ``num_train_ids``); none when ``num_ids`` is 0."""
+    if num_ids < 0 or num_ids == 1:
+        raise ValueError(f'write_synthface: num_holdout_ids must be 0 or >= 2, got {num_ids}')
+    if not num_ids:
+        return []
+    return _pair_list(num_pairs, num_ids, images_per_id, holdout_pairs_rng(seed))
+
+
 class _Job(NamedTuple):
     """The checked arguments of one :func:`write_synthface` call (see there)."""
     out_dir: str
@@ -370,11 +379,7 @@ def write_synthface(out_dir: str, num_train_ids: int = 1000, images_per_id: int 
     # Fail on bad generator arguments before any file is written.
     SynthFaceGenerator(seed, image_size, trait_jitter)
     pairs = _pair_list(num_pairs, num_test_ids, test_images_per_id, pairs_rng(seed))
-    if num_holdout_ids < 0 or num_holdout_ids == 1:
-        raise ValueError(f'write_synthface: num_holdout_ids must be 0 or >= 2, got '
-                         f'{num_holdout_ids}')
-    holdout_pairs = (_pair_list(num_holdout_pairs, num_holdout_ids, test_images_per_id,
-                                holdout_pairs_rng(seed)) if num_holdout_ids else [])
+    holdout_pairs = _holdout_pairs(num_holdout_ids, num_holdout_pairs, test_images_per_id, seed)
     job = _Job(out_dir, num_train_ids, images_per_id, num_test_ids, test_images_per_id, num_pairs,
                num_occluded_ids, occluded_per_id, tuple(occluders), seed, image_size,
                trait_jitter, jpeg_quality, int(num_holdout_ids), int(num_holdout_pairs))
