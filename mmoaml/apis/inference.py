@@ -3,7 +3,7 @@
 Usage (docs/getting_started.md)::
 
     from mmoaml.apis import FaceVerifier
-    verifier = FaceVerifier('oaml_synthface', 'epoch_5.pth')
+    verifier = FaceVerifier('oaml_synthface', 'epoch_7.pth')
     result = verifier.verify(['a.jpg'], ['b.jpg'])[0]
 
 Inputs are aligned crops of the model's input size (112x112 for every shipped config) or photos

@@ -1,7 +1,7 @@
 """Export an OAML checkpoint to one ONNX graph (raw BGR images -> embedding, norm, maps).
 
     python tools/deployment/pytorch2onnx.py configs/oaml_synthface.py \\
-        work_dirs/oaml_synthface/epoch_5.pth --out oaml.onnx --qaconv-params oaml_qaconv.npz \\
+        work_dirs/oaml_synthface/epoch_7.pth --out oaml.onnx --qaconv-params oaml_qaconv.npz \\
         --check
 
 The graph (``mmoaml.deployment.OAMLExportWrapper``) takes float32 ``images`` ``[B, 3, H, W]``

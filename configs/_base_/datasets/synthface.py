@@ -28,7 +28,7 @@ train_pipeline = [
                           prob=[0.375, 0.25, 0.25, 0.125])]),
     # Flips only: the generator already draws blur, noise, JPEG, illumination and pose for
     # every image; AdaFace's crop / low-resolution / photometric augmentations are meant for
-    # long runs on real data and only slow a 5-epoch run from scratch (a choice, not an A/B
+    # long runs on real data and only slow a short run from scratch (a choice, not an A/B
     # measurement).
     dict(type='FaceAugmenter', crop_prob=0.0, lowres_prob=0.0, photometric_prob=0.0),
     dict(type='PackFaceInputs'),

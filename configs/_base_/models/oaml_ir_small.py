@@ -8,7 +8,7 @@
 # weights as in oaml_ir50.py (report). Without an occlusion batch the head is supervised by the
 # main stream's gt_visibility (the synthetic occluders' masks, the face prior elsewhere).
 # AdaFace scale s 32, not the reference 64: a 128-d embedding over a few hundred identities
-# needs less scale, and in a 5-epoch run from scratch the smaller scale shortens the initial
+# needs less scale, and in a short run from scratch the smaller scale shortens the initial
 # plateau of the margin softmax (chosen, not measured against 64 on its own).
 # num_classes is the data set's identity count; configs/_base_/datasets/synthface.py sets it.
 _base_ = ['./oaml_ir50.py']
