@@ -259,7 +259,6 @@ class ModelJob:
                  running: Optional['RunningJobs'] = None) -> None:
         self.key = key
         self.config = MODELS[key][0]
-        self.args = args
         self.running = running
         self.prefix = f'[{key}] ' if running is not None else ''
         self.work_dir = osp.abspath(osp.join(args.work_dir, key))
@@ -333,14 +332,12 @@ def fusion_weight_from_dumps(dump_dir: str) -> dict:
     """The AdaFace weight of the combined score that maximises the mean accuracy over the
     held-out protocols (their dumps in ``dump_dir``)."""
     from mmoaml.evaluation.functional import choose_fusion_weight
-    from mmoaml.evaluation.metrics import FaceVerificationMetric
+    from mmoaml.evaluation.metrics.dump_face_features import dump_metric
     from mmoaml.fileio import load_face_features
     score_sets = []
     for _, column in PROTOCOLS:
         dump = load_face_features(osp.join(dump_dir, f'{column}.npz'))
-        metric = FaceVerificationMetric(**dict(dump.metric_cfg, score_types=('adaface',
-                                                                            'qaconv')))
-        metric.bind_matcher(dump.build_matcher())
+        metric = dump_metric(dump, score_types=('adaface', 'qaconv'))
         metric.compute_metrics(dump.entries)
         scores = metric.last_pair_scores
         score_sets.append((scores['adaface'], scores['qaconv'], metric.last_issame))

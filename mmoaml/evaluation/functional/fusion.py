@@ -6,7 +6,7 @@ of the spread".
 
 :func:`choose_fusion_weight` picks the weight of the fused score on validation pairs.
 """
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -35,9 +35,13 @@ def standardise(scores: np.ndarray) -> np.ndarray:
     return centred / std if std > 0 else centred
 
 
-def fused_scores(adaface: np.ndarray, qaconv: np.ndarray, w_adaface: float) -> np.ndarray:
-    """``w * z(adaface) + (1 - w) * z(qaconv)`` with :func:`standardise` as ``z``."""
-    return w_adaface * standardise(adaface) + (1.0 - w_adaface) * standardise(qaconv)
+def fused_scores(adaface: np.ndarray, qaconv: np.ndarray, w_adaface: float,
+                 w_qaconv: Optional[float] = None) -> np.ndarray:
+    """``w_adaface * z(adaface) + w_qaconv * z(qaconv)`` with :func:`standardise` as ``z``;
+    ``w_qaconv`` defaults to ``1 - w_adaface``."""
+    if w_qaconv is None:
+        w_qaconv = 1.0 - w_adaface
+    return w_adaface * standardise(adaface) + w_qaconv * standardise(qaconv)
 
 
 def choose_fusion_weight(score_sets: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray]],

@@ -20,7 +20,7 @@ from .face_verification import SCORE_TYPES, FaceVerificationMetric, pair_labels
 # load_face_features stay importable from here for the callers that import them from this module.
 __all__ = [
     'DumpFaceFeatures', 'FaceFeatureDump', 'load_face_features', 'score_face_features',
-    'DUMP_METRICS_FILE'
+    'dump_metric', 'DUMP_METRICS_FILE'
 ]
 
 
@@ -103,10 +103,10 @@ class DumpFaceFeatures(FaceVerificationMetric):
         return {}
 
 
-def score_face_features(dump: FaceFeatureDump,
-                        device: Union[str, torch.device] = 'cpu',
-                        **overrides) -> Dict[str, float]:
-    """Recompute a dumped set's metrics with ``FaceVerificationMetric.compute_metrics``.
+def dump_metric(dump: FaceFeatureDump, device: Union[str, torch.device] = 'cpu',
+                **overrides) -> FaceVerificationMetric:
+    """The dumped set's ``FaceVerificationMetric``, its matcher bound, ready for
+    ``compute_metrics(dump.entries)`` (whose ``last_pair_scores`` then hold the pair scores).
 
     Args:
         dump (FaceFeatureDump): From :func:`load_face_features`.
@@ -115,9 +115,6 @@ def score_face_features(dump: FaceFeatureDump,
             device's kernels may round differently). Defaults to ``'cpu'``.
         **overrides: ``FaceVerificationMetric`` arguments replacing the dumped ones (e.g.
             ``score_types``, ``combine_weights``).
-
-    Returns:
-        dict: ``<set>/<score type>/<name>`` -> Python number, the keys of the online test.
     """
     metric = FaceVerificationMetric(**dict(dump.metric_cfg, **overrides))
     missing = set(metric.score_types) - dump.servable_score_types()
@@ -127,5 +124,20 @@ def score_face_features(dump: FaceFeatureDump,
     matcher = dump.build_matcher()
     if matcher is not None:
         metric.bind_matcher(matcher.to(device))
-    metrics = metric.compute_metrics(dump.entries)
+    return metric
+
+
+def score_face_features(dump: FaceFeatureDump,
+                        device: Union[str, torch.device] = 'cpu',
+                        **overrides) -> Dict[str, float]:
+    """Recompute a dumped set's metrics with ``FaceVerificationMetric.compute_metrics``.
+
+    Args:
+        dump (FaceFeatureDump): From :func:`load_face_features`.
+        device, **overrides: see :func:`dump_metric`.
+
+    Returns:
+        dict: ``<set>/<score type>/<name>`` -> Python number, the keys of the online test.
+    """
+    metrics = dump_metric(dump, device, **overrides).compute_metrics(dump.entries)
     return {f'{dump.set_name}/{key}': value for key, value in metrics.items()}

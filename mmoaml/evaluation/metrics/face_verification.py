@@ -6,8 +6,8 @@ import torch
 
 from mmoaml.registry import METRICS
 from mmoaml.structures import EMBEDDING, FEATURE_MAP, GT_VISIBILITY, VISIBILITY
-from ..functional import (equal_error_rate, roc_auc, standardise, tar_at_far, verification_accuracy,
-                          verification_accuracy_l2)
+from ..functional import (equal_error_rate, fused_scores, roc_auc, tar_at_far,
+                          verification_accuracy, verification_accuracy_l2)
 from .base_face_metric import BaseFaceMetric, all_or_none, eval_mode, stack_field, unique_by_index
 
 SCORE_TYPES = ('adaface', 'qaconv', 'qaconv_gt', 'qaconv_none', 'combined')
@@ -193,9 +193,8 @@ class FaceVerificationMetric(BaseFaceMetric):
             scores[score_type] = self._qaconv_pair_scores(entries,
                                                           _QACONV_VISIBILITY[score_type])
         if 'combined' in self.score_types:
-            w_ada, w_qa = self.combine_weights
-            scores['combined'] = (w_ada * standardise(scores['adaface']) +
-                                  w_qa * standardise(scores['qaconv']))
+            scores['combined'] = fused_scores(scores['adaface'], scores['qaconv'],
+                                              *self.combine_weights)
         return scores
 
     def _qaconv_pair_scores(self, entries: List[dict], vis_key: Optional[str]) -> np.ndarray:
