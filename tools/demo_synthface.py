@@ -411,13 +411,8 @@ def occlusion_quality(features: str) -> dict:
     """The occlusion head on its grid, from an OAML model's dumped per-image features: mean
     predicted vs ground-truth visibility per protocol (probes of the occluded protocols, every
     image of the clean one), MSE and IoU of the hidden cells."""
-    from mmoaml.evaluation.functional.occlusion_quality import (mean_visibility, visibility_iou,
-                                                                visibility_mse)
+    from mmoaml.evaluation.functional import visibility_summary as summary
     from mmoaml.fileio import load_face_features
-
-    def summary(pred: np.ndarray, gt: np.ndarray) -> dict:
-        return dict(mean_pred=mean_visibility(pred), mean_gt=mean_visibility(gt),
-                    mse=visibility_mse(pred, gt), iou_hidden=visibility_iou(pred, gt))
 
     per_protocol, occluded_pred, occluded_gt = {}, [], []
     for _, column in PROTOCOLS:

@@ -1,26 +1,21 @@
 """AdaFace .ckpt -> mmoaml conversion on a hand-built reference-layout state dict."""
 import argparse
-import importlib.util
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
+from tool_module import load_tool
 
 from mmoaml.fileio import convert_adaface_state_dict, describe_adaface_arch
 from mmoaml.models.backbones import IResNet
 from mmoaml.models.necks import FaceEmbeddingNeck
 
-TOOL = Path(__file__).parents[2] / 'tools' / 'model_converters' / 'adaface_to_mmoaml.py'
 NUM_CLASSES = 10
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location('adaface_to_mmoaml', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('model_converters/adaface_to_mmoaml.py', 'adaface_to_mmoaml')
 
 
 def _bn(prefix, channels, affine=True):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import cv2
+from tool_module import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -51,12 +52,7 @@ def test_quick_demo_writes_a_complete_table_json_and_figure(tmp_path):
 
 
 def _demo_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('demo_synthface',
-                                                  osp.join(REPO, 'tools', 'demo_synthface.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('demo_synthface.py', 'demo_synthface')
 
 
 def test_demo_reuses_synthface_only_when_generator_and_jitter_match(tmp_path):

@@ -1,30 +1,21 @@
 """tools/analysis_tools/eval_features.py on dumps written by DumpFaceFeatures: the online
 numbers, set order, score-type / weight overrides, JSON output and errors."""
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from tool_module import load_tool
 
 from mmoaml.evaluation import DumpFaceFeatures, FaceVerificationMetric
 from mmoaml.models import QAConvHead
 
-TOOL = Path(__file__).parents[2] / 'tools' / 'analysis_tools' / 'eval_features.py'
 C, H, W = 8, 2, 2
 METRIC_CFG = dict(nfolds=2, far=(0.5, ), score_types=('adaface', 'qaconv', 'combined'))
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('eval_features', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-eval_features = _load_tool()
+eval_features = load_tool('analysis_tools/eval_features.py', 'eval_features')
 
 
 def _samples(seed, num_pairs=6):

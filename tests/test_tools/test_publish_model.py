@@ -1,6 +1,5 @@
 """tools/model_converters/publish_model.py: weights-only copy named by its SHA-256."""
 import hashlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer
+from tool_module import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / 'tools' / 'model_converters' / 'publish_model.py'
@@ -21,10 +21,7 @@ class Opaque:
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location('mmoaml_publish_model', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('model_converters/publish_model.py', 'mmoaml_publish_model')
 
 
 def _training_checkpoint(path, **meta):

@@ -5,7 +5,6 @@ MMPretrain's --out/--out-item/--amp/--show, ROC figures, the stored verification
 slurm_test.sh."""
 import argparse
 import contextlib
-import importlib.util
 import io
 import itertools
 import json
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from tool_module import load_tool
 
 from mmoaml.datagen import load_grid_masks, make_occluded_variants
 from mmoaml.evaluation import load_face_features
@@ -48,16 +48,8 @@ MODEL = dict(
 _run_ids = itertools.count()
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-test_tool = _load('mmoaml_test_tool', REPO / 'tools' / 'test.py')
-eval_features = _load('mmoaml_eval_features',
-                      REPO / 'tools' / 'analysis_tools' / 'eval_features.py')
+test_tool = load_tool('test.py', 'mmoaml_test_tool')
+eval_features = load_tool('analysis_tools/eval_features.py', 'mmoaml_eval_features')
 
 
 def _config(data_root, sets, batch_size=2):
@@ -488,8 +480,7 @@ def test_threshold_json_at_the_far_of_the_named_set_then_published(files, online
             assert stored['tar'] == {s: p.tar for s, p in expected.items()}
             assert all(stored['achieved_far'][s] <= 0.5 for s in SCORES)
 
-    publish = _load('mmoaml_publish_model', REPO / 'tools' / 'model_converters' /
-                    'publish_model.py')
+    publish = load_tool('model_converters/publish_model.py', 'mmoaml_publish_model')
     final = publish.publish(str(files['root'] / 'ckpt.pth'), str(files['root'] / 'pub.pth'),
                             threshold_json=str(_work_dir(argv) / 'verification_threshold.json'))
     meta = torch.load(final, map_location='cpu', weights_only=True)['meta']

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from tool_module import load_tool
 
 from mmoaml.fileio import dump_verification_bin, encode_image
 from mmoaml.fileio.checkpoint import load_checkpoint_file
@@ -291,11 +292,7 @@ def test_killed_run_resumed_ends_like_an_uninterrupted_run(tmp_path):
 
 
 def _load_train_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('mmoaml_train_tool', TRAIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('train.py', 'mmoaml_train_tool')
 
 
 def _args(**kwargs):

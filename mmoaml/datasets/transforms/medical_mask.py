@@ -94,7 +94,7 @@ class MedicalMaskOcclusion(PosedOccluder):
 
     Args:
         prob (float): probability of masking an image. Defaults to 0.5 (the report's default).
-        styles, holdout_styles, colour_jitter, seed: see ``BaseOccluder``.
+        styles, holdout_styles, colour_jitter, seed, random_colour_prob: see ``BaseOccluder``.
         point_jitter (float): anchor jitter in 112-template px. Defaults to 3.0 (report).
         shift (float): placement shift in 112-template px. Defaults to 5.0 (report).
         scale (tuple[float, float]): scale range. Defaults to (0.95, 1.10) (report).
@@ -136,9 +136,11 @@ class MedicalMaskOcclusion(PosedOccluder):
                  scale: Tuple[float, float] = (0.95, 1.10),
                  rotation: float = 7.0,
                  colour_jitter: int = 12,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None,
+                 random_colour_prob: float = 0.0) -> None:
         super().__init__(point_jitter, shift, scale, rotation, prob=prob, styles=styles,
-                         holdout_styles=holdout_styles, colour_jitter=colour_jitter, seed=seed)
+                         holdout_styles=holdout_styles, colour_jitter=colour_jitter, seed=seed,
+                         random_colour_prob=random_colour_prob)
 
     def anchor_map(self, anchors: np.ndarray, size: Size) -> Tuple[np.ndarray, np.ndarray]:
         """The mask's frame from the moved nose tip and mouth corners; see ``PosedOccluder``."""

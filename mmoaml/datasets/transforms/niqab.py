@@ -46,12 +46,15 @@ class NiqabOcclusion(BaseOccluder):
     rounded or tapered ends are excluded).
 
     Styles: fabric colours with a ``straight``, ``rounded`` or ``tapered`` slit and a hem line;
-    held out by default: ``burgundy_tapered``, ``beige_rounded``.
+    held out for test sets: ``burgundy_tapered``, ``beige_rounded``; validation styles (neither
+    training nor test): ``olive_straight``, ``teal_tapered``, ``grey_rounded``, a dark, a middle
+    and a light fabric of hues no other style has, for choosing ``random_colour_prob``
+    (docs/synthface.md).
 
     Args:
         prob (float): probability of covering an image. Defaults to 1.0 (an occluded-batch
             source; mixing with clean faces is the loader's job).
-        styles, holdout_styles, colour_jitter, seed: see ``BaseOccluder``.
+        styles, holdout_styles, colour_jitter, seed, random_colour_prob: see ``BaseOccluder``.
         band_height (tuple[float, float]): slit height range in iod. Defaults to (0.42, 0.62),
             i.e. 15-22 px at 112x112, from the brows to just under the lower lids.
         band_shift (float): vertical jitter of the slit centre in iod. Defaults to 0.08.
@@ -68,8 +71,12 @@ class NiqabOcclusion(BaseOccluder):
         'charcoal_straight': OccluderStyle('straight', ((56, 56, 60), ), ((85, 85, 90), )),
         'burgundy_tapered': OccluderStyle('tapered', ((46, 30, 108), ), ((70, 50, 140), )),
         'beige_rounded': OccluderStyle('rounded', ((150, 176, 196), ), ((115, 140, 160), )),
+        'olive_straight': OccluderStyle('straight', ((45, 110, 110), ), ((70, 140, 140), )),
+        'teal_tapered': OccluderStyle('tapered', ((115, 110, 30), ), ((150, 140, 60), )),
+        'grey_rounded': OccluderStyle('rounded', ((165, 165, 160), ), ((125, 125, 120), )),
     }
     HOLDOUT_STYLES = ('burgundy_tapered', 'beige_rounded')
+    VALIDATION_STYLES = ('olive_straight', 'teal_tapered', 'grey_rounded')
 
     def __init__(self,
                  prob: float = 1.0,
@@ -79,8 +86,9 @@ class NiqabOcclusion(BaseOccluder):
                  band_shift: float = 0.08,
                  slit_extent: Tuple[float, float] = (0.5, 0.65),
                  colour_jitter: int = 12,
-                 seed: Optional[int] = None) -> None:
-        super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
+                 seed: Optional[int] = None,
+                 random_colour_prob: float = 0.0) -> None:
+        super().__init__(prob, styles, holdout_styles, colour_jitter, seed, random_colour_prob)
         self.band_height = check_range('NiqabOcclusion', 'band_height', band_height)
         if band_shift < 0:
             raise ValueError(f'NiqabOcclusion: band_shift must be >= 0, got {band_shift}')

@@ -67,16 +67,24 @@ class BaseOccluder(BaseTransform):
     occluder in the same pipeline replaces the record.
 
     Subclasses define ``STYLES`` (name -> ``OccluderStyle``), ``HOLDOUT_STYLES`` (names kept out of
-    training by default) and ``render``.
+    training by default, the test sets' styles), ``VALIDATION_STYLES`` (names kept out of training
+    and of the test sets, for choosing training options on occluders that neither has seen; may be
+    empty) and ``render``.
 
     Args:
         prob (float): probability of occluding an image. Defaults to 1.0.
-        styles (str | Sequence[str]): ``'train'`` = every style except the held-out ones,
-            ``'test'`` = only the held-out ones (a benchmark with unseen occluders), ``'all'``, or
-            an explicit list of style names. Defaults to ``'train'``.
+        styles (str | Sequence[str]): ``'train'`` = every style except the held-out and the
+            validation ones, ``'test'`` = only the held-out ones (a benchmark with unseen
+            occluders), ``'val'`` = only ``VALIDATION_STYLES``, ``'all'``, or an explicit list of
+            style names. Defaults to ``'train'``.
         holdout_styles (Sequence[str], optional): the held-out names; None = ``HOLDOUT_STYLES``.
         colour_jitter (int): each BGR channel of a palette colour moves by up to this many levels.
             Defaults to 12.
+        random_colour_prob (float): probability that an instance ignores its style's palettes and
+            takes a uniformly random fill colour (accent: the fill darkened to 60 %), so that a
+            model cannot tell covered from visible by the fabric colours of the training styles.
+            Defaults to 0.0 (an mmoaml option; 0 draws nothing extra, so seeded benchmarks are
+            unchanged).
         seed (int, optional): None = draw from NumPy's global RNG (training); an int = the same
             occluder for a given ``sample_idx`` in every run (fixed benchmarks). See
             ``pipeline_state``.
@@ -84,23 +92,28 @@ class BaseOccluder(BaseTransform):
 
     STYLES: Dict[str, OccluderStyle] = {}
     HOLDOUT_STYLES: Tuple[str, ...] = ()
+    VALIDATION_STYLES: Tuple[str, ...] = ()
 
     def __init__(self,
                  prob: float = 1.0,
                  styles: Union[str, Sequence[str]] = 'train',
                  holdout_styles: Optional[Sequence[str]] = None,
                  colour_jitter: int = 12,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None,
+                 random_colour_prob: float = 0.0) -> None:
         name = type(self).__name__
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f'{name}: prob must be in [0, 1], got {prob}')
+        for arg, value in (('prob', prob), ('random_colour_prob', random_colour_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f'{name}: {arg} must be in [0, 1], got {value}')
         if colour_jitter < 0:
             raise ValueError(f'{name}: colour_jitter must be >= 0, got {colour_jitter}')
         self.prob = float(prob)
         self.colour_jitter = int(colour_jitter)
+        self.random_colour_prob = float(random_colour_prob)
         self.seed = seed
         holdout = self.HOLDOUT_STYLES if holdout_styles is None else tuple(holdout_styles)
         self.holdout_styles = self._known(holdout, 'holdout_styles')
+        self._known(self.VALIDATION_STYLES, 'VALIDATION_STYLES')
         self.styles = self._resolve_styles(styles)
 
     def _known(self, names: Sequence[str], arg: str) -> Tuple[str, ...]:
@@ -112,14 +125,17 @@ class BaseOccluder(BaseTransform):
 
     def _resolve_styles(self, styles: Union[str, Sequence[str]]) -> Tuple[str, ...]:
         if styles == 'train':
-            chosen = tuple(n for n in self.STYLES if n not in self.holdout_styles)
+            kept_out = self.holdout_styles + self.VALIDATION_STYLES
+            chosen = tuple(n for n in self.STYLES if n not in kept_out)
         elif styles == 'test':
             chosen = self.holdout_styles
+        elif styles == 'val':
+            chosen = self.VALIDATION_STYLES
         elif styles == 'all':
             chosen = tuple(self.STYLES)
         elif isinstance(styles, str):
-            raise ValueError(f"{type(self).__name__}: styles must be 'train', 'test', 'all' or "
-                             f'a list of style names, got {styles!r}')
+            raise ValueError(f"{type(self).__name__}: styles must be 'train', 'test', 'val', "
+                             f"'all' or a list of style names, got {styles!r}")
         else:
             chosen = self._known(tuple(styles), 'styles')
         if not chosen:
@@ -137,9 +153,11 @@ class BaseOccluder(BaseTransform):
         vis = visibility_mask(results, owner)
         name = self.styles[int(rng.integers(len(self.styles)))]
         style = self.STYLES[name]
-        colour = self._draw_colour(rng, style.palette)
-        accent = (self._draw_colour(rng, style.accents)
-                  if style.accents else tuple(int(c * 0.6) for c in colour))
+        # The extra draw only when enabled: seeded benchmarks keep their random streams.
+        random_colour = self.random_colour_prob > 0 and rng.random() < self.random_colour_prob
+        colour = self._draw_colour(rng, () if random_colour else style.palette)
+        accent = (self._draw_colour(rng, style.accents) if style.accents and not random_colour
+                  else tuple(int(c * 0.6) for c in colour))
         layer, alpha, params = self.render(rng, style, img.shape[:2], colour, accent)
         covered = alpha > ALPHA_OCCLUDED
         results['img'] = cv2.copyTo(layer, covered.view(np.uint8), img.copy())
@@ -176,7 +194,8 @@ class BaseOccluder(BaseTransform):
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(prob={self.prob}, styles={list(self.styles)}, '
                 f'holdout_styles={list(self.holdout_styles)}, '
-                f'colour_jitter={self.colour_jitter}, seed={self.seed})')
+                f'colour_jitter={self.colour_jitter}, seed={self.seed}, '
+                f'random_colour_prob={self.random_colour_prob})')
 
 
 # ---------------------------------------------------------------- placement on the template
@@ -277,8 +296,8 @@ class PosedOccluder(BaseOccluder):
         shift (float): placement shift in 112-template px.
         scale (tuple[float, float]): scale range.
         rotation (float): maximum rotation in degrees.
-        **kwargs: ``prob``, ``styles``, ``holdout_styles``, ``colour_jitter``, ``seed``; see
-            ``BaseOccluder``.
+        **kwargs: ``prob``, ``styles``, ``holdout_styles``, ``colour_jitter``, ``seed``,
+            ``random_colour_prob``; see ``BaseOccluder``.
     """
 
     ANCHORS: np.ndarray

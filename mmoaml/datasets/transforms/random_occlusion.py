@@ -31,7 +31,7 @@ class RandomOcclusion(BaseOccluder):
 
     Args:
         prob (float): probability of occluding an image. Defaults to 1.0.
-        styles, holdout_styles, colour_jitter, seed: see ``BaseOccluder``.
+        styles, holdout_styles, colour_jitter, seed, random_colour_prob: see ``BaseOccluder``.
         side_range (tuple[float, float]): the patch side as a fraction of the image's shorter
             side. Defaults to (0.2, 0.5).
         aspect_ratio (tuple[float, float]): width / height range. Defaults to (0.5, 2.0).
@@ -56,8 +56,9 @@ class RandomOcclusion(BaseOccluder):
                  aspect_ratio: Tuple[float, float] = (0.5, 2.0),
                  shapes: Sequence[str] = SHAPES,
                  colour_jitter: int = 12,
-                 seed: Optional[int] = None) -> None:
-        super().__init__(prob, styles, holdout_styles, colour_jitter, seed)
+                 seed: Optional[int] = None,
+                 random_colour_prob: float = 0.0) -> None:
+        super().__init__(prob, styles, holdout_styles, colour_jitter, seed, random_colour_prob)
         self.side_range = check_range('RandomOcclusion', 'side_range', side_range)
         self.aspect_ratio = check_range('RandomOcclusion', 'aspect_ratio', aspect_ratio)
         unknown = [s for s in shapes if s not in SHAPES]

@@ -63,7 +63,7 @@ class SunglassesOcclusion(PosedOccluder):
 
     Args:
         prob (float): probability of occluding an image. Defaults to 1.0.
-        styles, holdout_styles, colour_jitter, seed: see ``BaseOccluder``.
+        styles, holdout_styles, colour_jitter, seed, random_colour_prob: see ``BaseOccluder``.
         point_jitter (float): eye-point jitter in 112-template px. Defaults to 2.0.
         shift (float): placement shift in 112-template px. Defaults to 2.5.
         scale (tuple[float, float]): scale range. Defaults to (0.95, 1.15).
@@ -96,9 +96,11 @@ class SunglassesOcclusion(PosedOccluder):
                  scale: Tuple[float, float] = (0.95, 1.15),
                  rotation: float = 6.0,
                  colour_jitter: int = 12,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None,
+                 random_colour_prob: float = 0.0) -> None:
         super().__init__(point_jitter, shift, scale, rotation, prob=prob, styles=styles,
-                         holdout_styles=holdout_styles, colour_jitter=colour_jitter, seed=seed)
+                         holdout_styles=holdout_styles, colour_jitter=colour_jitter, seed=seed,
+                         random_colour_prob=random_colour_prob)
 
     def anchor_map(self, anchors: np.ndarray, size: Size) -> Tuple[np.ndarray, np.ndarray]:
         """The similarity through the moved eyes, about their midpoint; see ``PosedOccluder``."""

@@ -15,7 +15,7 @@ from typing import Union
 import numpy as np
 import torch
 
-__all__ = ['visibility_mse', 'visibility_iou', 'mean_visibility']
+__all__ = ['visibility_mse', 'visibility_iou', 'mean_visibility', 'visibility_summary']
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 _REGIONS = ('hidden', 'visible')
@@ -114,3 +114,19 @@ def mean_visibility(vis: ArrayLike) -> float:
         image area).
     """
     return float(np.mean(_as_grid(vis, 'vis')))
+
+
+def visibility_summary(pred: ArrayLike, gt: ArrayLike) -> dict:
+    """The occlusion head's figures on one set of maps.
+
+    Args:
+        pred (np.ndarray | Tensor): ``[N, 1, h, w]`` predicted visibility in ``[0, 1]``.
+        gt (np.ndarray | Tensor): ``[N, 1, h, w]`` ground-truth visibility in ``[0, 1]``.
+
+    Returns:
+        dict: ``mean_pred`` and ``mean_gt`` (:func:`mean_visibility`), ``mse``
+        (:func:`visibility_mse`) and ``iou_hidden`` (:func:`visibility_iou` of the hidden cells
+        at 0.5).
+    """
+    return dict(mean_pred=mean_visibility(pred), mean_gt=mean_visibility(gt),
+                mse=visibility_mse(pred, gt), iou_hidden=visibility_iou(pred, gt))

@@ -97,9 +97,64 @@ def test_holdout_styles_never_drawn_for_training_and_only_drawn_for_test(cls, no
     draw = lambda occ, i: occ(dict(img=noise_face, sample_idx=i))['occluder']['style']  # noqa
     train_seen = {draw(train, i) for i in range(300)}
     test_seen = {draw(test, i) for i in range(100)}
-    assert train_seen == set(cls.STYLES) - set(cls.HOLDOUT_STYLES)
+    assert train_seen == set(cls.STYLES) - set(cls.HOLDOUT_STYLES) - set(cls.VALIDATION_STYLES)
     assert test_seen == set(cls.HOLDOUT_STYLES)
     assert set(train.styles).isdisjoint(cls.HOLDOUT_STYLES)
+
+
+def test_validation_styles_are_neither_trained_on_nor_tested(noise_face):
+    names = set(NiqabOcclusion.VALIDATION_STYLES)
+    assert names == {'olive_straight', 'teal_tapered', 'grey_rounded'}
+    assert names.isdisjoint(NiqabOcclusion.HOLDOUT_STYLES)
+    val = NiqabOcclusion(prob=1.0, styles='val', seed=0)
+    seen = {val(dict(img=noise_face, sample_idx=i))['occluder']['style'] for i in range(60)}
+    assert seen == names
+    assert names.isdisjoint(NiqabOcclusion(styles='train').styles)
+    assert names.isdisjoint(NiqabOcclusion(styles='test').styles)
+    assert names <= set(NiqabOcclusion(styles='all').styles)
+    with pytest.raises(ValueError, match='selects no style'):
+        SunglassesOcclusion(styles='val')  # no validation styles defined
+
+
+def _palette_distance(colour, palettes):
+    """Largest per-channel distance from ``colour`` to the nearest palette colour."""
+    return min(max(abs(a - b) for a, b in zip(colour, p)) for p in palettes)
+
+
+@pytest.mark.parametrize('random_colour_prob', [0.0, 0.5, 1.0])
+def test_random_colour_prob_replaces_the_palette_at_its_rate(random_colour_prob, noise_face):
+    occluder = NiqabOcclusion(prob=1.0, seed=2, random_colour_prob=random_colour_prob)
+    palettes = {n: NiqabOcclusion.STYLES[n].palette for n in occluder.styles}
+    off_palette = 0
+    for i in range(400):
+        record = occluder(dict(img=noise_face, sample_idx=i))['occluder']
+        colour = record['colour']
+        if _palette_distance(colour, palettes[record['style']]) > occluder.colour_jitter:
+            off_palette += 1
+            # A random fill takes the darkened fill as its accent, not the style's accents.
+            assert record['accent'] == [int(c * 0.6) for c in colour]
+    # A uniform colour lands within the jitter of a (dark) palette colour with probability
+    # below 25**3 * 2 / 256**3 ~ 0.002, so off-palette draws count the random fills.
+    spread = np.sqrt(400 * random_colour_prob * (1 - random_colour_prob))
+    assert abs(off_palette - 400 * random_colour_prob) <= 4.5 * spread + 2
+
+
+def test_random_colour_prob_zero_keeps_the_seeded_draws(noise_face):
+    # Benchmarks are written with the default; the option must not shift their random streams.
+    # Expected records: the colour drawn from the palette as the draw order defines it
+    # (application, style, palette entry, jitter), computed here from a generator of the
+    # same seed through sample_rng.
+    from mmoaml.datasets.transforms.pipeline_state import sample_rng
+    occluder = NiqabOcclusion(prob=1.0, seed=4, random_colour_prob=0.0)
+    for i in range(5):
+        rng = sample_rng(dict(sample_idx=i), 4, 'NiqabOcclusion')
+        rng.random()
+        style = occluder.styles[int(rng.integers(len(occluder.styles)))]
+        palette = NiqabOcclusion.STYLES[style].palette
+        base = np.array(palette[int(rng.integers(len(palette)))])
+        colour = np.clip(base + rng.integers(-12, 13, 3), 0, 255).tolist()
+        record = occluder(dict(img=noise_face, sample_idx=i))['occluder']
+        assert (record['style'], record['colour']) == (style, colour)
 
 
 def test_style_selection_arguments():
@@ -112,8 +167,10 @@ def test_style_selection_arguments():
         MedicalMaskOcclusion(styles=['surgical_purple'])
     with pytest.raises(ValueError, match='unknown style.*nope'):
         NiqabOcclusion(holdout_styles=['nope'])
-    with pytest.raises(ValueError, match="'train', 'test', 'all'"):
+    with pytest.raises(ValueError, match="'train', 'test', 'val', 'all'"):
         SunglassesOcclusion(styles='validation')
+    with pytest.raises(ValueError, match='random_colour_prob'):
+        MedicalMaskOcclusion(random_colour_prob=-0.1)
     with pytest.raises(ValueError, match='selects no style'):
         RandomOcclusion(styles='test', holdout_styles=())
     with pytest.raises(ValueError, match='prob'):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmoaml.evaluation.functional import mean_visibility, visibility_iou, visibility_mse
+from mmoaml.evaluation.functional import (mean_visibility, visibility_iou, visibility_mse,
+                                          visibility_summary)
 
 
 def _maps(*rows):
@@ -18,6 +19,15 @@ def test_mse_hand_computed():
     assert visibility_mse(pred, gt) == pytest.approx(0.125)
     assert visibility_mse(torch.tensor(pred), torch.tensor(gt)) == pytest.approx(0.125)
     assert visibility_mse(gt, gt) == 0.0
+
+
+def test_summary_hand_computed():
+    pred = _maps([1.0, 0.5], [0.0, 0.25])
+    gt = _maps([1.0, 0.0], [0.5, 0.25])
+    # means 1.75 / 4 and 1.75 / 4; squared errors 0, 0.25, 0.25, 0; hidden (< 0.5) cells:
+    # pred {2, 3}, gt {1, 3} -> IoU 1 / 3
+    assert visibility_summary(pred, gt) == pytest.approx(
+        dict(mean_pred=0.4375, mean_gt=0.4375, mse=0.125, iou_hidden=1 / 3))
 
 
 def test_iou_hidden_and_visible_hand_computed():
