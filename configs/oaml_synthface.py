@@ -36,7 +36,8 @@ model = dict(
                       loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
     qaconv_head=dict(losses=dict(pair=dict(loss_weight=0.5), triplet=dict(loss_weight=0.5))))
 test_evaluator = dict(type='FaceVerificationMetric',
-                      score_types=('adaface', 'qaconv', 'qaconv_gt', 'combined'))
+                      score_types=('adaface', 'qaconv_none', 'qaconv', 'qaconv_gt',
+                                   'combined'))
 val_evaluator = test_evaluator
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=25),

@@ -79,6 +79,7 @@ DEMO_TRAIT_JITTER = 0.0
 #: model key -> (config, table rows as (label, score type)).
 OAML_ROWS = [
     ('AdaFace branch', 'adaface'),
+    ('QAConv, no visibility weighting', 'qaconv_none'),
     ('QAConv, predicted visibility', 'qaconv'),
     ('QAConv, GT visibility (oracle)', 'qaconv_gt'),
     ('combined (AdaFace + QAConv)', 'combined'),

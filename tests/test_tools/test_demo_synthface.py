@@ -25,7 +25,8 @@ def test_quick_demo_writes_a_complete_table_json_and_figure(tmp_path):
     labels = [row['label'] for row in results['rows']]
     assert labels == [
         'AdaFace-only, no occluders', 'AdaFace-only + occluders (fair baseline)',
-        'OAML: AdaFace branch', 'OAML: QAConv, predicted visibility',
+        'OAML: AdaFace branch', 'OAML: QAConv, no visibility weighting',
+        'OAML: QAConv, predicted visibility',
         'OAML: QAConv, GT visibility (oracle)', 'OAML: combined (AdaFace + QAConv)'
     ]
     for row in results['rows']:
