@@ -5,7 +5,10 @@ in float32 and bfloat16, with and without visibility maps, plus verification-sty
 (``match_pairs``, with and without visibility), and measures in the same run, alternating with
 the head's cases, the best ``torch.matmul`` rate of each precision over a few shapes (including
 the head's own block shape). Useful work per pair is the correlation, ``2 * 49 * 49 * 512``
-FLOPs; normalising the maps, the maxima, BN and fc are counted as overhead. Every time is the
+FLOPs; normalising the maps, the maxima, BN and fc are counted as overhead. Two ceilings of the
+aligned-pair path are timed beside it: the batched products alone (``bmm`` over blocks of
+already normalised descriptors of the compute precision) and one read of the float32 input maps
+(``sum``), which ``match_pairs`` cannot avoid because each map is used once. Every time is the
 best of ``--repeats`` rounds after a warm-up round, each round calling every case in turn, which
 filters out other load on a shared machine. The last lines give the throughput with visibility
 over that without, per precision.
@@ -49,6 +52,22 @@ def matmul_cases(dtype: torch.dtype, shapes: List[Tuple[int, int, int]]
         b = torch.randn(k, n).to(dtype)
         cases[(m, n, k)] = lambda a=a, b=b: a @ b
     return cases
+
+
+def pair_bounds(head: QAConvHead, probe: torch.Tensor, gallery: torch.Tensor,
+                dtype: torch.dtype) -> Dict[str, Tuple[int, Callable[[], object]]]:
+    """Ceilings of ``match_pairs``: the products alone, and one read of the input maps."""
+    step = head._pair_chunk(dtype, probe.device)
+    p = torch.nn.functional.normalize(probe.flatten(2), dim=1).to(dtype)
+    g = torch.nn.functional.normalize(gallery.flatten(2), dim=1).to(dtype)
+
+    def products():
+        for i in range(0, p.shape[0], step):
+            torch.bmm(p[i:i + step].transpose(1, 2), g[i:i + step])
+
+    n = probe.shape[0]
+    return {'pair products only': (n, products),
+            'read fp32 maps once': (n, lambda: (probe.sum(), gallery.sum()))}
 
 
 def parse_args() -> argparse.Namespace:
@@ -97,6 +116,7 @@ def main() -> None:
                 'match_pairs, vis': (args.pairs, lambda: head.match_pairs(
                     pair_probe, pair_gallery, pair_probe_vis, pair_gallery_vis, dtype=dtype)),
             }
+            cases.update(pair_bounds(head, pair_probe, pair_gallery, dtype))
             products = matmul_cases(dtype, shapes)
             # Head cases and the matmul bound alternate round by round, best of each kept.
             times = best_times({**{label: fn for label, (_, fn) in cases.items()},

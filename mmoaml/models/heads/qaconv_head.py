@@ -297,10 +297,21 @@ class QAConvHead(BaseModule):
             g = self._local_descriptors(gallery[i:i + step], 'gallery', compute,
                                         channel_major=True)
             if masked:
-                p, g = self._mask_channels(p, g, pv_i, gv_i, channel_dim=1)
-            corr = torch.bmm(p.transpose(1, 2), g).unsqueeze(3)
+                hidden_p, hidden_g = self._hidden(pv_i, p), self._hidden(gv_i, g)
+                if self.training:  # non-finite features of hidden locations reach no gradient
+                    p = p.masked_fill(hidden_p.unsqueeze(1), 0.0)
+                    g = g.masked_fill(hidden_g.unsqueeze(1), 0.0)
+            # The maxima in float32: exactly the maxima of the reduced-precision products, and
+            # a 49-wide bfloat16 reduction costs more on CPU than converting the small block.
+            corr = torch.bmm(p.transpose(1, 2), g).float()
+            if masked:
+                # The exclusion of _masked_descriptors applied to the block afterwards: an
+                # aligned pair's block (hw x hw) is about 20 times smaller at 7x7x512 than its
+                # descriptors, which the extra channels would copy.
+                corr = corr.masked_fill(hidden_p.unsqueeze(2) | hidden_g.unsqueeze(1), _HIDDEN)
             scores.append(
-                self._block_scores(corr, *self._grid_vis(pv_i, gv_i, aligned=True)).view(-1))
+                self._block_scores(corr.unsqueeze(3), *self._grid_vis(pv_i, gv_i,
+                                                                      aligned=True)).view(-1))
         return torch.cat(scores) if scores else probe.new_zeros(0, dtype=torch.float32)
 
     def _pair_chunk(self, dtype: torch.dtype, device: torch.device) -> int:
@@ -376,9 +387,9 @@ class QAConvHead(BaseModule):
             raise ValueError(f'QAConvHead: {name} must lie in [0, 1] (1 = visible)')
         return v
 
-    def _masked_descriptors(self, probe: torch.Tensor, gallery: torch.Tensor,
-                            probe_vis: Optional[torch.Tensor], gallery_vis: Optional[torch.Tensor],
-                            channel_dim: int = 2) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _masked_descriptors(
+            self, probe: torch.Tensor, gallery: torch.Tensor, probe_vis: Optional[torch.Tensor],
+            gallery_vis: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Fold the visibility-0 exclusion of ``'mask'`` weighting into the descriptors.
 
         A hidden location's descriptor is replaced by zeros (so its features, NaN included,
@@ -389,11 +400,13 @@ class QAConvHead(BaseModule):
         costs no pass over the correlation block; the channels are padded to a multiple of 32 so
         the product keeps its fast kernel. Without any hidden location the descriptors pass
         through unchanged (so all-ones visibility runs the very same product as no visibility).
-        ``channel_dim``: 2 for ``[N, hw, K]`` descriptors, 1 for channel-major ``[N, K, hw]``.
+        Descriptors are ``[N, hw, K]``.
         """
         if not self._any_hidden(probe_vis, gallery_vis):
             return probe, gallery
-        return self._mask_channels(probe, gallery, probe_vis, gallery_vis, channel_dim)
+        width = -(-(probe.shape[2] + 2) // 32) * 32
+        return (self._append_mask_channels(probe, probe_vis, width, (0, 1)),
+                self._append_mask_channels(gallery, gallery_vis, width, (1, 0)))
 
     def _any_hidden(self, probe_vis: Optional[torch.Tensor],
                     gallery_vis: Optional[torch.Tensor]) -> bool:
@@ -401,27 +414,22 @@ class QAConvHead(BaseModule):
         return self.weighting == 'mask' and any(
             vis is not None and bool((vis <= 0).any()) for vis in (probe_vis, gallery_vis))
 
-    def _mask_channels(self, probe: torch.Tensor, gallery: torch.Tensor,
-                       probe_vis: Optional[torch.Tensor], gallery_vis: Optional[torch.Tensor],
-                       channel_dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        width = -(-(probe.shape[channel_dim] + 2) // 32) * 32
-        return (self._append_mask_channels(probe, probe_vis, width, (0, 1), channel_dim),
-                self._append_mask_channels(gallery, gallery_vis, width, (1, 0), channel_dim))
-
     @staticmethod
     def _append_mask_channels(x: torch.Tensor, vis: Optional[torch.Tensor], width: int,
-                              order: Tuple[int, int], channel_dim: int) -> torch.Tensor:
-        # Channels last (dim 2) is the [N, hw, K] layout; the code works on that view.
-        xt = x if channel_dim == 2 else x.transpose(1, 2)
-        extra = xt.new_zeros(*xt.shape[:2], width - xt.shape[2])
+                              order: Tuple[int, int]) -> torch.Tensor:
+        extra = x.new_zeros(*x.shape[:2], width - x.shape[2])
         extra[..., order[0]] = 1
         if vis is not None:
             hidden = (vis <= 0).unsqueeze(2)
-            xt = torch.where(hidden, 0.0, xt)
+            x = torch.where(hidden, 0.0, x)
             extra[..., order[1]] = torch.where(hidden[..., 0], _HIDDEN, 0.0)
-        if channel_dim == 2:
-            return torch.cat((xt, extra), dim=2)
-        return torch.cat((xt.transpose(1, 2), extra.transpose(1, 2)), dim=1)
+        return torch.cat((x, extra), dim=2)
+
+    def _hidden(self, vis: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Boolean ``[n, hw]``: the locations ``'mask'`` weighting excludes (None: none)."""
+        if vis is None:
+            return torch.zeros(x.shape[0], self.hw, dtype=torch.bool, device=x.device)
+        return vis <= 0
 
     def _location_major(self, gallery: torch.Tensor) -> torch.Tensor:
         """``[g, hw, K]`` -> ``[hw*g, K]`` (row ``s*g + j``): the column operand of a block."""

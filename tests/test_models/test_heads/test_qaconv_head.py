@@ -189,6 +189,9 @@ def test_all_ones_visibility_is_exactly_no_visibility(train):
         assert torch.equal(
             head.match(probe, gallery),
             head.match(probe, gallery, torch.ones(2, HW), torch.ones(3, HW)))
+        assert torch.equal(
+            head.match_pairs(probe, gallery[:2]),
+            head.match_pairs(probe, gallery[:2], torch.ones(2, HW), torch.ones(2, HW)))
 
 
 def test_all_ones_visibility_is_exact_at_full_size():
@@ -240,12 +243,26 @@ def test_occluded_features_cannot_change_scores(train, replacement):
     after = head(changed.view(5, C, H, W), vis)
     assert torch.isfinite(after).all()
     torch.testing.assert_close(after, before, atol=1e-6, rtol=0)
+    changed = changed.view(5, C, H, W)
     if not train:
         torch.testing.assert_close(
-            head.match(changed.view(5, C, H, W)[:2], feats[2:], vis[:2], vis[2:]),
+            head.match(changed[:2], feats[2:], vis[:2], vis[2:]),
             head.match(feats[:2], feats[2:], vis[:2], vis[2:]),
             atol=1e-6,
             rtol=0)
+    # The aligned-pair path excludes hidden locations after the product: same guarantee, and in
+    # train mode the gradients of visible locations stay finite (as in forward, a non-finite
+    # feature's own gradient is not).
+    probe = changed[:4].clone().requires_grad_(train)
+    pairs = head.match_pairs(probe, changed.flip(0)[:4], vis[:4], vis.flip(0)[:4])
+    assert torch.isfinite(pairs).all()
+    torch.testing.assert_close(
+        pairs, head.match_pairs(feats[:4], feats.flip(0)[:4], vis[:4], vis.flip(0)[:4]),
+        atol=1e-6, rtol=0)
+    if train:
+        pairs.sum().backward()
+        visible = (vis[:4] > 0).view(4, 1, H, W).expand(-1, C, -1, -1)
+        assert torch.isfinite(probe.grad[visible]).all()
 
 
 def test_map_without_visible_location_scores_the_fc_bias():
