@@ -10,12 +10,12 @@
 # - model: small IR variant (16..128 channels, 1/2/2/1 units) -> 128-d AdaFace embedding (s 32),
 #   QAConv and occlusion head on the 7x7x128 body map; loss 1.0 AdaFace + 0.5 per QAConv loss +
 #   0.1 occlusion MSE, not the report's 0.1 / 0.9 / 0.1. The QAConv weight, measured on SynthFace
-#   seed 0 with this recipe (OAML's AdaFace branch, held-out pairs clean / mask / niqab /
-#   sunglasses; the test pairs agree): 0.1 -> 98.5 / 89.2 / 70.2 / 90.8, 0.5 -> 98.8 / 91.0 /
-#   73.7 / 90.0; the report's 0.1 AdaFace / 0.9 QAConv -> 91.3 / 79.0 / 69.5 / 74.5 (its
-#   combined score too falls 7.6 points on clean test pairs). Weight 0 is the fair baseline
-#   (94.2 % on clean test pairs). The QAConv losses help the shared embedding; a small AdaFace
-#   weight starves it.
+#   seed 0 with this recipe before the niqab colour change (OAML's AdaFace branch, held-out
+#   pairs clean / mask / niqab / sunglasses; the test pairs agree): 0.1 -> 98.5 / 89.2 / 70.2 /
+#   90.8, 0.5 -> 98.8 / 91.0 / 73.7 / 90.0; the report's 0.1 AdaFace / 0.9 QAConv -> 91.3 /
+#   79.0 / 69.5 / 74.5 (its combined score too falls 7.6 points on clean test pairs). Weight 0
+#   is the fair baseline (94.2 % on clean test pairs). The QAConv losses help the shared
+#   embedding; a small AdaFace weight starves it.
 # - data: SynthFace train folder (400 identities), synthetic occluders on 30% of the faces,
 #   PK batches of 16 x 4; the occlusion head learns from the main stream's masks.
 # - schedule: AdamW 4e-3, 50 warm-up iterations, cosine to 0 over 7 epochs.
