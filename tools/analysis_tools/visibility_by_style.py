@@ -21,8 +21,7 @@ import torch
 
 from mmoaml.apis import FaceVerifier
 from mmoaml.evaluation.functional import visibility_summary
-from mmoaml.fileio import load_verification_bin
-from mmoaml.fileio.image import decode_image
+from mmoaml.fileio import decode_image, load_verification_bin
 from mmoaml.registry import TRANSFORMS
 from mmoaml.structures import area_downsample
 from mmoaml.utils import register_all_modules
