@@ -80,14 +80,14 @@ class BaseOccluder(BaseTransform):
         holdout_styles (Sequence[str], optional): the held-out names; None = ``HOLDOUT_STYLES``.
         colour_jitter (int): each BGR channel of a palette colour moves by up to this many levels.
             Defaults to 12.
+        seed (int, optional): None = draw from NumPy's global RNG (training); an int = the same
+            occluder for a given ``sample_idx`` in every run (fixed benchmarks). See
+            ``pipeline_state``.
         random_colour_prob (float): probability that an instance ignores its style's palettes and
             takes a uniformly random fill colour (accent: the fill darkened to 60 %), so that a
             model cannot tell covered from visible by the fabric colours of the training styles.
             Defaults to 0.0 (an mmoaml option; 0 draws nothing extra, so seeded benchmarks are
             unchanged).
-        seed (int, optional): None = draw from NumPy's global RNG (training); an int = the same
-            occluder for a given ``sample_idx`` in every run (fixed benchmarks). See
-            ``pipeline_state``.
     """
 
     STYLES: Dict[str, OccluderStyle] = {}
