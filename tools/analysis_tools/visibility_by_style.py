@@ -76,7 +76,7 @@ def occlude(faces: Sequence[np.ndarray], occluder: str, styles, seed: int):
     transform = TRANSFORMS.build(dict(type=occluder, prob=1.0, styles=styles, seed=seed))
     images, masks = [], []
     for i, face in enumerate(faces):
-        out = transform(dict(img=face, sample_idx=i, img_shape=face.shape[:2]))
+        out = transform(dict(img=face, sample_idx=i))
         images.append(out['img'])
         masks.append(np.asarray(out['visibility_mask'], np.float32))
     return np.stack(images), torch.from_numpy(np.stack(masks))[:, None]
