@@ -73,7 +73,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader, Runner
 
-from mmoaml.engine import setup_cpu_distributed
+from mmoaml.engine import close_distributed, setup_cpu_distributed
 from mmoaml.evaluation import format_results_table
 from mmoaml.evaluation.functional import tar_at_far
 from mmoaml.evaluation.metrics.face_verification import SCORE_TYPES, FaceVerificationMetric
@@ -509,4 +509,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    finally:  # before interpreter shutdown, which gloo's threads may not survive
+        close_distributed()

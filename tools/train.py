@@ -28,7 +28,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner, find_latest_checkpoint
 
 from mmoaml.datasets.samplers.pk_sampler import check_pk_batch_size
-from mmoaml.engine import setup_cpu_distributed
+from mmoaml.engine import close_distributed, setup_cpu_distributed
 from mmoaml.fileio import install_safe_checkpoint_loader
 from mmoaml.registry import RUNNERS
 from mmoaml.utils import check_data_files, register_all_modules
@@ -181,4 +181,7 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    finally:  # before interpreter shutdown, which gloo's threads may not survive
+        close_distributed()

@@ -1,3 +1,3 @@
-from .cpu_distributed import CPUDistributedDataParallel, setup_cpu_distributed
+from .cpu_distributed import CPUDistributedDataParallel, close_distributed, setup_cpu_distributed
 
-__all__ = ['CPUDistributedDataParallel', 'setup_cpu_distributed']
+__all__ = ['CPUDistributedDataParallel', 'close_distributed', 'setup_cpu_distributed']

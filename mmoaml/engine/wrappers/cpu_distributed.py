@@ -5,7 +5,9 @@ MMEngine 0.10.7 assumes an accelerator for distributed runs: its pytorch launche
 torch rejects for a CPU module. On a machine without CUDA, ``tools/train.py`` and
 ``tools/test.py`` therefore initialise the process group themselves with gloo (the Runner then
 skips its own initialisation) and wrap the model with :class:`CPUDistributedDataParallel`.
+Both tools end every distributed run, on any backend, with :func:`close_distributed`.
 """
+import gc
 import os
 
 import torch
@@ -56,3 +58,21 @@ def setup_cpu_distributed(cfg: Config) -> None:
     wrapper.setdefault('broadcast_buffers', False)
     wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
+
+
+def close_distributed() -> None:
+    """Destroy every process group and collect the objects that still hold one.
+
+    The tools call it when ``main`` returns or raises; without a process group it only runs the
+    garbage collector. ``destroy_process_group`` stops a group's gloo worker threads only when
+    nothing else references the group, but a finished run's objects still do (DDP's reducer,
+    a metric's gloo group) until they are collected, which otherwise happens during interpreter
+    shutdown. A worker thread that then frees the last collective's tensors needs the
+    interpreter being torn down and aborts the process after a finished run ("terminate called
+    without an active exception", SIGABRT). Collecting here, while the interpreter is whole,
+    joins those threads first; torch documents the explicit destroy as the way to end a
+    distributed program.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+    gc.collect()
