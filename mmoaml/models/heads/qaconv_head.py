@@ -11,6 +11,7 @@ from mmoaml.registry import MODELS
 from mmoaml.structures import stack_labels
 from ..builder import build_component
 from ..checks import checkable_without_sync
+from ..first_maxima import first_maxima
 
 # Default blocks of ``match`` (measured with tools/benchmarks/qaconv_throughput.py): on CPU the
 # maxima reductions are memory-bound, so a block should stay near cache size, with 64 galleries
@@ -495,7 +496,10 @@ class QAConvHead(BaseModule):
                                       symmetric), None
         # Hidden locations already score <= _HIDDEN (see _masked_descriptors): a maximum lands
         # on one only when no visible candidate exists, and then its weight is 0.
-        values, index = corr.max(dim=2)  # [p, r, g]: best gallery location s*
+        # first_maxima: torch.max's maxima and first indices, without its slow indexed CPU
+        # reduction over a middle axis
+        maxima = first_maxima(corr, (2, ) if symmetric else (2, 1))
+        values, index = maxima[0]  # [p, r, g]: best gallery location s*
         matched = gv.expand(corr.shape).gather(2, index.unsqueeze(2)).squeeze(2)
         weights = (pv.squeeze(3) * matched).transpose(1, 2)
         values = values.transpose(1, 2)
@@ -503,7 +507,7 @@ class QAConvHead(BaseModule):
             values = torch.stack((values, values.transpose(0, 1)), dim=2)
             weights = torch.stack((weights, weights.transpose(0, 1)), dim=2)
         else:
-            values_g, index_g = corr.max(dim=1)  # [p, s, g]: best probe location r*
+            values_g, index_g = maxima[1]  # [p, s, g]: best probe location r*
             matched_g = pv.expand(corr.shape).gather(1, index_g.unsqueeze(1)).squeeze(1)
             weights_g = (gv.squeeze(1) * matched_g).transpose(1, 2)
             values = torch.stack((values, values_g.transpose(1, 2)), dim=2)

@@ -240,9 +240,14 @@ def test_occluded_features_cannot_change_scores(train, replacement):
     fill = torch.full_like(changed, float('nan')) if replacement == 'nan' else torch.randn_like(
         changed) * 100
     changed[hidden] = fill[hidden]
+    changed.requires_grad_(train)
     after = head(changed.view(5, C, H, W), vis)
     assert torch.isfinite(after).all()
     torch.testing.assert_close(after, before, atol=1e-6, rtol=0)
+    if train:  # the hidden descriptors are zeroed before the product, not only excluded after
+        after.sum().backward()
+        assert torch.isfinite(changed.grad[~hidden]).all()
+    changed = changed.detach()
     changed = changed.view(5, C, H, W)
     if not train:
         torch.testing.assert_close(
