@@ -320,3 +320,16 @@ def test_bad_arguments_and_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match=r'\[B, 3, 16, 16\]'):
         backbone(torch.zeros(1, 3, 32, 32))
     assert IResNet(depth=18, out_indices=(-1, -2)).out_indices == (3, 2)
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+def test_subsample_copies_the_strided_positions_densely_in_the_input_layout(memory_format):
+    x = torch.randn(2, 8, 10, 10).to(memory_format=memory_format).requires_grad_()
+    out = Subsample(2)(x)
+    expected = x.detach()[:, :, 0::2, 0::2]  # positions (2i, 2j), as MaxPool2d(1, 2) takes
+    assert torch.equal(out, expected) and out.is_contiguous(memory_format=memory_format)
+    out.backward(torch.ones_like(out))
+    grad = torch.zeros(2, 8, 10, 10)
+    grad[:, :, 0::2, 0::2] = 1
+    assert torch.equal(x.grad, grad)
+    assert Subsample(1)(x) is x  # stride 1: no copy at all
