@@ -120,8 +120,7 @@ def first_maxima(x: torch.Tensor, dims: Sequence[int]) -> List[Tuple[torch.Tenso
         if exact:
             bits = _to_keys(found[0], torch.empty_like(found[0]))
             values = bits.bitwise_and_(-(1 << _WIDENED_FREE_BITS[x.dtype]))
-            values = values.view(torch.float32)
-            values = values.to(x.dtype)
+            values = values.view(torch.float32).to(x.dtype)
             wrong = values == 0
         else:
             values, maxima = found[1], found[2]

@@ -267,12 +267,8 @@ class QAConvHead(BaseModule):
             Tensor: float32 ``[N]`` scores.
         """
         compute = self._compute_dtype(dtype)
-        expected = (self.num_features, self.height, self.width)
-        for name, maps in (('probe', probe), ('gallery', gallery)):
-            if maps.dim() != 4 or tuple(maps.shape[1:]) != expected:
-                raise ValueError(f'QAConvHead: {name} must be [N, {expected[0]}, {expected[1]}, '
-                                 f'{expected[2]}] (num_features, height, width), got '
-                                 f'{list(maps.shape)}')
+        self._check_maps(probe, 'probe')
+        self._check_maps(gallery, 'gallery')
         if probe.shape[0] != gallery.shape[0]:
             raise ValueError('QAConvHead.match_pairs: probe and gallery must hold the same '
                              f'number of maps, got {probe.shape[0]} and {gallery.shape[0]}')
@@ -323,9 +319,21 @@ class QAConvHead(BaseModule):
         """``[n, C, h, w]`` -> float32 ``[n, C, hw]``, the maps' own layout: raw, to be
         normalised after the product, except for float16, whose range raw features may leave
         (unit descriptors, normalised first, cannot)."""
-        if compute == torch.float16:
-            return self._local_descriptors(maps, 'maps', torch.float32, channel_major=True)
-        return maps.flatten(2).float()
+        x = maps.flatten(2).float()
+        return self._unit(x) if compute == torch.float16 else x
+
+    def _check_maps(self, maps: torch.Tensor, name: str) -> None:
+        """Raise unless ``maps`` is ``[N, num_features, height, width]``."""
+        expected = (self.num_features, self.height, self.width)
+        if maps.dim() != 4 or tuple(maps.shape[1:]) != expected:
+            raise ValueError(f'QAConvHead: {name} must be [N, {expected[0]}, {expected[1]}, '
+                             f'{expected[2]}] (num_features, height, width), got '
+                             f'{list(maps.shape)}')
+
+    @classmethod
+    def _unit(cls, x: torch.Tensor) -> torch.Tensor:
+        """``[n, C, hw]`` scaled to unit norm over the channels (``F.normalize(x, dim=1)``)."""
+        return x * cls._inverse_norms(x).unsqueeze(1)
 
     @staticmethod
     def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
@@ -380,13 +388,8 @@ class QAConvHead(BaseModule):
         axis, vectorised); ``F.normalize`` there and a transposing copy of 49-wide rows cost
         several times the correlation of an aligned pair.
         """
-        expected = (self.num_features, self.height, self.width)
-        if maps.dim() != 4 or tuple(maps.shape[1:]) != expected:
-            raise ValueError(f'QAConvHead: {name} must be [N, {expected[0]}, {expected[1]}, '
-                             f'{expected[2]}] (num_features, height, width), got '
-                             f'{list(maps.shape)}')
-        x = maps.flatten(2).float()
-        x = x * self._inverse_norms(x).unsqueeze(1)
+        self._check_maps(maps, name)
+        x = self._unit(maps.flatten(2).float())
         if channel_major:
             return x.to(dtype)
         return x.transpose(1, 2).to(dtype).contiguous()
