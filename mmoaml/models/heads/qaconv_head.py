@@ -7,6 +7,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmpretrain.structures import DataSample
 
+from mmoaml.ops import aligned_pair_maxima
 from mmoaml.registry import MODELS
 from mmoaml.structures import stack_labels
 from ..builder import build_component
@@ -252,15 +253,21 @@ class QAConvHead(BaseModule):
                     dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """Score aligned pairs ``(probe[k], gallery[k])`` (verification pair lists).
 
-        Same score as ``match(...)[k, k]``, at the cost of ``N`` pairs instead of ``N^2``.
+        Same score as ``match(...)[k, k]``, at the cost of ``N`` pairs instead of ``N^2``. In
+        eval mode on the CPU (float32 or bfloat16 compute, ``'mask'`` weighting or no
+        visibility, no gradient to the maps) the correlations and their maxima come from the
+        compiled kernel of :mod:`mmoaml.ops` (same scores to float rounding, about twice the
+        speed; it sums bfloat16 products in float32 without rounding them to bfloat16 first);
+        where it cannot be built, or with ``MMOAML_NATIVE=0``, from PyTorch.
 
         Args:
             probe (Tensor): ``[N, C, h, w]``.
             gallery (Tensor): ``[N, C, h, w]``.
             probe_vis (Tensor, optional): ``[N, 1, h, w]`` or ``[N, h*w]``.
             gallery_vis (Tensor, optional): ``[N, 1, h, w]`` or ``[N, h*w]``.
-            chunk_size (int, optional): Pairs per block in eval mode (default: as many as one
-                default block of :meth:`match` holds); must be None in train mode.
+            chunk_size (int, optional): Pairs per block of the PyTorch path in eval mode
+                (default: as many as one default block of :meth:`match` holds; the compiled
+                kernel needs no blocks); must be None in train mode.
             dtype (torch.dtype, optional): Compute precision, as in :meth:`match`.
 
         Returns:
@@ -282,6 +289,9 @@ class QAConvHead(BaseModule):
             step = self._pair_chunk(compute, probe.device)
         else:
             step = self._chunk_sizes(chunk_size, compute, probe.device)[0]
+        compiled = self._compiled_pair_scores(probe, gallery, pv, gv, compute)
+        if compiled is not None:
+            return compiled
         masked = self._any_hidden(pv, gv)
         scores = []
         for i in range(0, n, step):
@@ -314,6 +324,35 @@ class QAConvHead(BaseModule):
                 self._block_scores(corr.unsqueeze(3), *self._grid_vis(pv_i, gv_i,
                                                                       aligned=True)).view(-1))
         return torch.cat(scores) if scores else probe.new_zeros(0, dtype=torch.float32)
+
+    def _compiled_pair_scores(self, probe: torch.Tensor, gallery: torch.Tensor,
+                              pv: Optional[torch.Tensor], gv: Optional[torch.Tensor],
+                              compute: torch.dtype) -> Optional[torch.Tensor]:
+        """:meth:`match_pairs` scores from the compiled CPU kernel, or None where it does not
+        apply (train mode, an accelerator, float16, ``'multiply'`` weighting of visibility, a
+        gradient to the maps) or cannot be built."""
+        if (self.training or probe.device.type != 'cpu' or compute == torch.float16
+                or (self.weighting == 'multiply' and (pv is not None or gv is not None))
+                or (torch.is_grad_enabled() and (probe.requires_grad or gallery.requires_grad))):
+            return None
+        hidden = self._any_hidden(pv, gv)
+        maxima = aligned_pair_maxima(
+            probe.flatten(2), gallery.flatten(2), compute == torch.bfloat16,
+            None if pv is None or not hidden else pv <= 0,
+            None if gv is None or not hidden else gv <= 0, _HIDDEN)
+        if maxima is None:
+            return None
+        max_p, arg_p, max_g, arg_g = maxima
+        values = torch.stack((max_p, max_g), dim=1).unsqueeze(1)  # [n, 1, 2, hw]
+        if pv is None and gv is None:
+            return self._aggregate(values, None).view(-1)
+        ones = max_p.new_ones(1, self.hw).expand_as(max_p)
+        pv = ones if pv is None else pv
+        gv = ones if gv is None else gv
+        # Each maximum weighted by the visibility of both locations it pairs (see _maxima).
+        weights = torch.stack((pv * gv.gather(1, arg_p), gv * pv.gather(1, arg_g)),
+                              dim=1).unsqueeze(1)
+        return self._aggregate(torch.where(weights > 0, values, 0.0), weights).view(-1)
 
     def _pair_maps(self, maps: torch.Tensor, compute: torch.dtype) -> torch.Tensor:
         """``[n, C, h, w]`` -> float32 ``[n, C, hw]``, the maps' own layout: raw, to be

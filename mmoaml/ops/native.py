@@ -1,0 +1,111 @@
+"""Build a C source shipped with mmoaml into a shared library, once per machine, and load it.
+
+The library is compiled with the system C compiler (``$CC``, else ``cc``, ``gcc`` or
+``clang``) as ``-O3 -march=native`` and cached under ``$MMOAML_CACHE`` (default
+``$XDG_CACHE_HOME/mmoaml``, i.e. ``~/.cache/mmoaml``), in a file named after the hash of the
+source, the compiler, the flags and the CPU, so that an edited source, another compiler or
+another machine sharing the cache builds its own copy. Builds write a temporary file and rename
+it, so concurrent processes (DDP ranks) never load a half-written library.
+
+``MMOAML_NATIVE=0`` switches every compiled path off (the PyTorch paths run instead);
+:func:`native_enabled` reads it at each call.
+"""
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+FLAGS = ('-O3', '-march=native', '-std=c11', '-shared', '-fPIC')
+_COMPILERS = ('cc', 'gcc', 'clang')
+_BUILD_TIMEOUT_S = 120
+
+
+class NativeUnavailable(RuntimeError):
+    """The library cannot be built or loaded here; the message says why."""
+
+
+def native_enabled() -> bool:
+    """False when the environment sets ``MMOAML_NATIVE=0``."""
+    return os.environ.get('MMOAML_NATIVE', '1') != '0'
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept."""
+    root = os.environ.get('MMOAML_CACHE')
+    if not root:
+        base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+        root = os.path.join(base, 'mmoaml')
+    return Path(root) / 'native'
+
+
+def find_compiler() -> str:
+    """Path of the C compiler, or raise :class:`NativeUnavailable`."""
+    names = [os.environ['CC']] if os.environ.get('CC') else list(_COMPILERS)
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise NativeUnavailable(f'no C compiler found (tried {", ".join(names)}; set CC)')
+
+
+def _cpu_tag() -> str:
+    """The CPU's feature flags where the OS lists them, else the platform's processor name."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                if line.startswith(('flags', 'Features')):
+                    return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _library_path(source: Path, compiler: str) -> Path:
+    code = source.read_bytes()
+    try:
+        version = subprocess.run([compiler, '--version'], capture_output=True, text=True,
+                                 timeout=_BUILD_TIMEOUT_S).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        raise NativeUnavailable(f'{compiler} --version failed: {err}') from err
+    key = hashlib.sha256(b'\0'.join(
+        part.encode() if isinstance(part, str) else part
+        for part in (code, compiler, version, ' '.join(FLAGS), platform.machine(), _cpu_tag()))
+    ).hexdigest()[:20]
+    return cache_dir() / f'{source.stem}-{key}.so'
+
+
+def load_library(source: Path) -> ctypes.CDLL:
+    """Load the library built from ``source`` (a ``.c`` file), building it first if needed.
+
+    Raises:
+        NativeUnavailable: no compiler, the build failed, or the library does not load.
+    """
+    compiler = find_compiler()
+    path = _library_path(source, compiler)
+    if not path.exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix='.so', dir=path.parent)
+            os.close(fd)
+        except OSError as err:
+            raise NativeUnavailable(f'cannot write to {path.parent}: {err}') from err
+        try:
+            done = subprocess.run([compiler, *FLAGS, '-o', tmp, str(source), '-lm'],
+                                  capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
+            if done.returncode:
+                raise NativeUnavailable(f'{compiler} failed on {source.name}: '
+                                        f'{done.stderr.strip()[-2000:]}')
+            os.replace(tmp, path)
+        except (OSError, subprocess.SubprocessError) as err:
+            raise NativeUnavailable(f'building {source.name} failed: {err}') from err
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as err:
+        raise NativeUnavailable(f'cannot load {path}: {err}') from err
