@@ -21,22 +21,26 @@ SOURCE = Path(__file__).with_name('aligned_pairs.c')
 _MIN_PAIRS_PER_THREAD = 8  # below this a thread's start costs more than its share
 
 
-@functools.lru_cache(maxsize=None)
-def load_kernel() -> Optional[Callable[..., int]]:
-    """The kernel's C function, built on first use; None (with one warning) where it cannot
-    be built or loaded here. ``load_kernel.cache_clear()`` makes the next call try again."""
-    try:
-        library = load_library(SOURCE)
-    except NativeUnavailable as err:
-        warnings.warn(f'mmoaml: the aligned-pair QAConv kernel is unavailable ({err}); '
-                      'QAConvHead.match_pairs uses its PyTorch path (slower on the CPU)')
-        return None
+def bind(library: ctypes.CDLL) -> Callable[..., int]:
+    """The kernel's C function in ``library``, with its argument types."""
     fn = library.mmoaml_aligned_pair_maxima
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
     fn.argtypes = [ptr, ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ctypes.c_float, ptr, ptr,
                    ptr, ptr]
     fn.restype = ctypes.c_int
     return fn
+
+
+@functools.lru_cache(maxsize=None)
+def load_kernel() -> Optional[Callable[..., int]]:
+    """The kernel's C function, built on first use; None (with one warning) where it cannot
+    be built or loaded here. ``load_kernel.cache_clear()`` makes the next call try again."""
+    try:
+        return bind(load_library(SOURCE))
+    except NativeUnavailable as err:
+        warnings.warn(f'mmoaml: the aligned-pair QAConv kernel is unavailable ({err}); '
+                      'QAConvHead.match_pairs uses its PyTorch path (slower on the CPU)')
+        return None
 
 
 @functools.lru_cache(maxsize=1)

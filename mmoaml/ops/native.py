@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 FLAGS = ('-O3', '-march=native', '-std=c11', '-shared', '-fPIC')
 _COMPILERS = ('cc', 'gcc', 'clang')
@@ -64,7 +65,7 @@ def _cpu_tag() -> str:
     return platform.processor()
 
 
-def _library_path(source: Path, compiler: str) -> Path:
+def _library_path(source: Path, compiler: str, flags: Sequence[str]) -> Path:
     code = source.read_bytes()
     try:
         version = subprocess.run([compiler, '--version'], capture_output=True, text=True,
@@ -73,19 +74,20 @@ def _library_path(source: Path, compiler: str) -> Path:
         raise NativeUnavailable(f'{compiler} --version failed: {err}') from err
     key = hashlib.sha256(b'\0'.join(
         part.encode() if isinstance(part, str) else part
-        for part in (code, compiler, version, ' '.join(FLAGS), platform.machine(), _cpu_tag()))
+        for part in (code, compiler, version, ' '.join(flags), platform.machine(), _cpu_tag()))
     ).hexdigest()[:20]
     return cache_dir() / f'{source.stem}-{key}.so'
 
 
-def load_library(source: Path) -> ctypes.CDLL:
-    """Load the library built from ``source`` (a ``.c`` file), building it first if needed.
+def load_library(source: Path, flags: Sequence[str] = FLAGS) -> ctypes.CDLL:
+    """Load the library built from ``source`` (a ``.c`` file) with the compiler ``flags``,
+    building it first if needed.
 
     Raises:
         NativeUnavailable: no compiler, the build failed, or the library does not load.
     """
     compiler = find_compiler()
-    path = _library_path(source, compiler)
+    path = _library_path(source, compiler, flags)
     if not path.exists():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ def load_library(source: Path) -> ctypes.CDLL:
         except OSError as err:
             raise NativeUnavailable(f'cannot write to {path.parent}: {err}') from err
         try:
-            done = subprocess.run([compiler, *FLAGS, '-o', tmp, str(source), '-lm'],
+            done = subprocess.run([compiler, *flags, '-o', tmp, str(source), '-lm'],
                                   capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
             if done.returncode:
                 raise NativeUnavailable(f'{compiler} failed on {source.name}: '

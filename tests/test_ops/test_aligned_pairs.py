@@ -1,12 +1,16 @@
 """mmoaml.ops.aligned_pair_maxima (the compiled kernel) against the definition: maxima of each
 aligned pair's cosine block, first indices (torch.max's rules: ties, NaN), hidden locations,
 bfloat16 rounding, threads; and QAConvHead.match_pairs with and without it."""
+import platform
+
 import numpy as np
 import pytest
 import torch
 
 from mmoaml.models.heads import QAConvHead
-from mmoaml.ops import aligned_pair_maxima, load_kernel
+from mmoaml.ops import aligned_pair_maxima, aligned_pairs, load_kernel, load_library
+from mmoaml.ops.aligned_pairs import SOURCE, bind
+from mmoaml.ops.native import FLAGS
 
 HIDDEN = -4.0
 # (pairs, channels, locations): maps smaller than a vector, 7x7 (48 tiled + 1 leftover column,
@@ -164,3 +168,28 @@ def test_match_pairs_bfloat16_error_is_within_documented_bound():
     error = (head.match_pairs(probe, gallery, dtype=torch.bfloat16) -
              head.match_pairs(probe, gallery)).abs().max().item()
     assert 0 < error <= 2 * (3 * 2.0**-8 + 512 * 2.0**-24) / (1 + 1e-5)
+
+
+@pytest.mark.parametrize('march', [None, 'x86-64-v3'])
+def test_builds_without_avx512_give_the_same_maxima(monkeypatch, tmp_path, march):
+    """The kernel's portable code (8-lane vectors, bfloat16 products widened in software),
+    built for the baseline of the machine's ISA or for AVX2, against the native build."""
+    if march and platform.machine() != 'x86_64':
+        pytest.fail('CI runs on x86_64; this case needs an x86_64 compiler target')
+    g = torch.Generator().manual_seed(8)
+    cases = []
+    for n, c, hw in SHAPES:
+        probe, gallery = torch.randn(n, c, hw, generator=g), torch.randn(n, c, hw, generator=g)
+        hidden = torch.rand(n, hw, generator=g) < 0.25
+        cases += [(probe, gallery, bf16, hidden, None, HIDDEN) for bf16 in (False, True)]
+    native = [aligned_pair_maxima(*case) for case in cases]
+    monkeypatch.setenv('MMOAML_CACHE', str(tmp_path))
+    flags = [f for f in FLAGS if f != '-march=native'] + ([f'-march={march}'] if march else [])
+    portable = bind(load_library(SOURCE, flags))
+    monkeypatch.setattr(aligned_pairs, 'load_kernel', lambda: portable)
+    for case, expected in zip(cases, native):
+        got = aligned_pair_maxima(*case)
+        torch.testing.assert_close(got[0], expected[0], atol=2e-6, rtol=0)
+        torch.testing.assert_close(got[2], expected[2], atol=2e-6, rtol=0)
+        agree = (got[1] == expected[1]).float().mean() + (got[3] == expected[3]).float().mean()
+        assert agree > 1.9  # indices may differ only where two maxima round alike
