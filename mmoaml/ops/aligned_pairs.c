@@ -21,9 +21,10 @@
  * float32: AVX512-BF16 dot products where the compiler targets them, the same products
  * widened to float32 elsewhere. The norms stay float32, as in QAConvHead.
  *
- * Built by mmoaml/ops/native.py (cc -O3 -march=native). GCC/Clang vector extensions: a
- * 16-lane vector is one AVX-512 register where the machine has them, two or four narrower
- * ones elsewhere.
+ * Built by mmoaml/ops/native.py (cc -O3 -march=native -ffp-contract=fast: a product and its
+ * sum are one fused multiply-add, rounded once). GCC/Clang vector extensions: 16 lanes (one
+ * AVX-512 register) where the machine has AVX-512, else 8 (one AVX2 register, or two SSE or
+ * NEON ones), with smaller register tiles (see TILE_ROWS).
  */
 #include <math.h>
 #include <stdint.h>

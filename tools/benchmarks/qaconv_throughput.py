@@ -2,30 +2,34 @@
 
 Scores a ``P x G`` set of 7x7x512 maps with ``QAConvHead.match`` in eval mode (default chunking)
 in float32 and bfloat16, with and without visibility maps, plus verification-style aligned pairs
-(``match_pairs``, with and without visibility), and measures in the same run, alternating with
-the head's cases, the best ``torch.matmul`` rate of each precision over a few shapes (including
-the head's own block shape). Useful work per pair is the correlation, ``2 * 49 * 49 * 512``
-FLOPs; normalising the maps, the maxima, BN and fc are counted as overhead. Two ceilings of the
-aligned-pair path are timed beside it: the batched products alone (``bmm`` over blocks of
-already normalised descriptors of the compute precision) and one read of the float32 input maps
-(``sum``), which ``match_pairs`` cannot avoid because each map is used once. Every time is the
-best of ``--repeats`` rounds after a warm-up round, each round calling every case in turn, which
-filters out other load on a shared machine. The last lines give the throughput with visibility
-over that without, per precision; ``vis`` hides about a fifth of the locations (the
-``'mask'`` exclusion runs), ``vis, 0 hidden`` is the same visibility with none hidden (the
-weighting alone).
+(``match_pairs``, with and without visibility: through the compiled kernel of ``mmoaml.ops``,
+and in the rows ``pairs PyTorch`` through the head's PyTorch path, ``MMOAML_NATIVE=0``), and
+measures in the same run, alternating with the head's cases, the best ``torch.matmul`` rate of
+each precision over a few shapes (including the head's own block shape). Useful work per pair
+is the correlation, ``2 * 49 * 49 * 512`` FLOPs; normalising the maps, the maxima, BN and fc
+are counted as overhead. Two ceilings of the PyTorch aligned-pair path are timed beside it: the
+batched products alone (``bmm`` over blocks of already normalised descriptors of the compute
+precision) and one read of the float32 input maps (``sum``), which ``match_pairs`` cannot avoid
+because each map is used once. Every time is the best of ``--repeats`` rounds after a warm-up
+round, each round calling every case in turn, which filters out other load on a shared machine.
+The last lines give the throughput with visibility over that without, per precision (``vis``
+hides about a fifth of the locations, so the ``'mask'`` exclusion runs; ``vis, 0 hidden`` is the
+same visibility with none hidden: the weighting alone), and the kernel's throughput over the
+PyTorch path's.
 
 Example::
 
     python tools/benchmarks/qaconv_throughput.py --probes 256 --gallery 256 --threads 1
 """
 import argparse
+import os
 import time
 from typing import Callable, Dict, List, Tuple
 
 import torch
 
 from mmoaml.models.heads import QAConvHead
+from mmoaml.ops import load_kernel
 
 C, H, W = 512, 7, 7
 FLOPS_PER_PAIR = 2 * (H * W)**2 * C
@@ -70,6 +74,23 @@ def pair_bounds(head: QAConvHead, probe: torch.Tensor, gallery: torch.Tensor,
     n = probe.shape[0]
     return {'pair products only': (n, products),
             'read fp32 maps once': (n, lambda: (probe.sum(), gallery.sum()))}
+
+
+def without_kernel(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with the compiled kernels switched off (``MMOAML_NATIVE=0``)."""
+
+    def run():
+        before = os.environ.get('MMOAML_NATIVE')
+        os.environ['MMOAML_NATIVE'] = '0'
+        try:
+            return fn()
+        finally:
+            if before is None:
+                del os.environ['MMOAML_NATIVE']
+            else:
+                os.environ['MMOAML_NATIVE'] = before
+
+    return run
 
 
 def parse_args() -> argparse.Namespace:
@@ -121,6 +142,10 @@ def main() -> None:
                     pair_probe, pair_gallery, dtype=dtype)),
                 'match_pairs, vis': (args.pairs, lambda: head.match_pairs(
                     pair_probe, pair_gallery, pair_probe_vis, pair_gallery_vis, dtype=dtype)),
+                'pairs PyTorch, no vis': (args.pairs, without_kernel(lambda: head.match_pairs(
+                    pair_probe, pair_gallery, dtype=dtype))),
+                'pairs PyTorch, vis': (args.pairs, without_kernel(lambda: head.match_pairs(
+                    pair_probe, pair_gallery, pair_probe_vis, pair_gallery_vis, dtype=dtype))),
             }
             cases.update(pair_bounds(head, pair_probe, pair_gallery, dtype))
             products = matmul_cases(dtype, shapes)
@@ -142,17 +167,24 @@ def main() -> None:
           f'best of {args.repeats} alternating rounds')
     for name, (gflops, shape) in peaks.items():
         print(f'matmul peak {name}: {gflops:8.1f} GFLOP/s (best shape m,n,k={shape})')
-    header = (f'{"precision":<9} {"case":<20} {"chunk PxG":>9} {"pairs/s":>12} '
+    if load_kernel() is None:
+        print('note: no compiled kernel here, match_pairs ran its PyTorch path in both rows')
+    header = (f'{"precision":<9} {"case":<21} {"chunk PxG":>9} {"pairs/s":>12} '
               f'{"useful GFLOP/s":>15} {"% own peak":>10} {"% best peak":>11}')
     print(header)
     print('-' * len(header))
     for name, label, chunk, pairs_per_s, gflops in rows:
-        print(f'{name:<9} {label:<20} {chunk:>9} {pairs_per_s:12.0f} {gflops:15.1f} '
+        print(f'{name:<9} {label:<21} {chunk:>9} {pairs_per_s:12.0f} {gflops:15.1f} '
               f'{100 * gflops / peaks[name][0]:9.1f}% {100 * gflops / best_peak:10.1f}%')
     for name in PRECISIONS:
         for call, case in (('match', 'vis'), ('match', 'vis, 0 hidden'), ('match_pairs', 'vis')):
             ratio = seconds_of[(name, f'{call}, no vis')] / seconds_of[(name, f'{call}, {case}')]
             print(f'{name} {call} {case} / no vis throughput: {ratio:.3f}')
+        for case in ('no vis', 'vis'):
+            ratio = seconds_of[(name, f'pairs PyTorch, {case}')] / seconds_of[
+                (name, f'match_pairs, {case}')]
+            print(f'{name} match_pairs {case}: compiled kernel / PyTorch path throughput: '
+                  f'{ratio:.2f}')
 
 if __name__ == '__main__':
     main()
