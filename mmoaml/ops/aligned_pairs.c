@@ -26,6 +26,7 @@
  * AVX-512 register) where the machine has AVX-512, else 8 (one AVX2 register, or two SSE or
  * NEON ones), with smaller register tiles (see TILE_ROWS).
  */
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -105,6 +106,48 @@ static inline vec mac_bf16(vec acc, float a, vec b) {
 /* yes where mask (lanes of -1), no elsewhere */
 static inline vec pick(ivec mask, vec yes, vec no) {
   return (vec)(((ivec)yes & mask) | ((ivec)no & ~mask));
+}
+
+static inline ivec pick_int(ivec mask, ivec yes, ivec no) { return (yes & mask) | (no & ~mask); }
+
+/* Lane i holds i. */
+static inline ivec iota(void) {
+  ivec v;
+  for (int i = 0; i < LANES; ++i) v[i] = i;
+  return v;
+}
+
+/* Lane permutations for the reductions (a constant index vector each). */
+#if defined(__clang__)
+#define SWAP(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
+#else
+#define SWAP(v, ...) __builtin_shuffle(v, (ivec){__VA_ARGS__})
+#endif
+#if LANES == 16
+#define REDUCE(v, op)                                                                          \
+  v = op(v, SWAP(v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));                    \
+  v = op(v, SWAP(v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11));                    \
+  v = op(v, SWAP(v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));                    \
+  v = op(v, SWAP(v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14))
+#else
+#define REDUCE(v, op)                                                                          \
+  v = op(v, SWAP(v, 4, 5, 6, 7, 0, 1, 2, 3));                                                  \
+  v = op(v, SWAP(v, 2, 3, 0, 1, 6, 7, 4, 5));                                                  \
+  v = op(v, SWAP(v, 1, 0, 3, 2, 5, 4, 7, 6))
+#endif
+
+static inline vec vmax(vec a, vec b) { return pick(a > b, a, b); }
+static inline ivec vmin(ivec a, ivec b) { return pick_int(a < b, a, b); }
+
+/* The largest lane (no lane NaN) and the smallest lane. */
+static inline float lane_max(vec v) {
+  REDUCE(v, vmax);
+  return v[0];
+}
+
+static inline int32_t lane_min(ivec v) {
+  REDUCE(v, vmin);
+  return v[0];
 }
 
 /* Memory to bring into cache, a line at a time, while the product runs. */
@@ -306,16 +349,17 @@ static void finish_row(float *row, int64_t hw, float inv_r, int row_hidden, cons
     v = pick(padding[j], minus_inf, v);
     memcpy(row + j * LANES, &v, sizeof v);
     *nan |= v != v;
-    top = pick(v > top, v, top);
+    top = vmax(v, top);
   }
-  float lanes[LANES];
-  memcpy(lanes, &top, sizeof lanes);
-  for (int width = LANES / 2; width > 0; width /= 2)
-    for (int i = 0; i < width; ++i) lanes[i] = lanes[i + width] > lanes[i] ? lanes[i + width] : lanes[i];
-  int64_t s = 0;
-  while (s + 1 < hw && row[s] != lanes[0]) ++s; /* the first location that reaches it */
-  *best = row[s];
-  *at = s;
+  /* the first location that reaches the maximum: the smallest index among equal lanes */
+  const vec m = splat(lane_max(top));
+  ivec first = (ivec){0} + INT32_MAX;
+  for (int64_t j = 0; j * LANES < hw; ++j) {
+    ivec here = pick_int(load(row + j * LANES) == m, iota() + (int32_t)(j * LANES), first);
+    first = vmin(here, first);
+  }
+  *at = lane_min(first);
+  *best = row[*at];
 }
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
