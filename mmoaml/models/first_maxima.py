@@ -1,9 +1,12 @@
-"""``torch.max(x, dim)`` over several dims of one tensor, through integer keys, for the CPU.
+"""``torch.max(x, dim)`` over several dims of one tensor, fast on the CPU.
 
 On the CPU, ``torch.max(x, dim)`` with indices reduces a middle axis one element at a time,
 about 20x slower than ``amax`` over the same axis, which vectorises across the contiguous
-inner axis (QAConv's ``[p, hw, hw, g]`` correlation blocks with ``g = 64``).
-:func:`first_maxima` keeps ``amax``'s speed for the indices: each element becomes an int32 key
+inner axis (QAConv's ``[p, hw, hw, g]`` correlation blocks with ``g = 64``). For float32 and
+bfloat16 :func:`first_maxima` takes each dim from the compiled kernel of
+:func:`mmoaml.ops.axis_first_maxima` (one vectorised pass a dim, about the cost of ``amax``).
+Where that kernel is unavailable (no C compiler, ``MMOAML_NATIVE=0``) or for float16, it keeps
+``amax``'s speed for the indices through integer keys: each element becomes an int32 key
 that orders like the float value and carries, in its low bits, the reversed position along
 every reduced dim, so that ``amax`` of the keys along one dim picks the largest value and,
 among equal values, the first position: ``torch.max``'s rule.
@@ -26,6 +29,8 @@ import math
 from typing import List, Sequence, Tuple
 
 import torch
+
+from mmoaml.ops import axis_first_maxima
 
 _MAGNITUDE = 2**31 - 1  # all bits of a float32 but the sign
 # Low bits of a 16-bit float widened to float32 that are always zero (23 - 7 or 23 - 10).
@@ -91,6 +96,9 @@ def first_maxima(x: torch.Tensor, dims: Sequence[int]) -> List[Tuple[torch.Tenso
         indices, of ``x``'s shape without that dim: equal to ``torch.max(x, d)``.
     """
     dims = [d % x.dim() for d in dims]
+    compiled = [axis_first_maxima(x, d) for d in dims]
+    if all(found is not None for found in compiled):
+        return [_recorded(x, d, found) for d, found in zip(dims, compiled)]
     sizes = [x.shape[d] for d in dims]
     widths = [max(1, (n - 1).bit_length()) for n in sizes]
     code_bits = sum(widths)
@@ -113,7 +121,6 @@ def first_maxima(x: torch.Tensor, dims: Sequence[int]) -> List[Tuple[torch.Tenso
         code = positions.view(shape) if code is None else code | positions.view(shape)
     fields = list(zip(shifts, widths))
     reduced = _reduce(data, dims, code_bits, code, fields, exact)
-    differentiable = torch.is_grad_enabled() and x.requires_grad
     results = []
     for d, n, (shift, width), found in zip(dims, sizes, fields, reduced):
         index = _position(found[0], shift, width, n)
@@ -129,7 +136,15 @@ def first_maxima(x: torch.Tensor, dims: Sequence[int]) -> List[Tuple[torch.Tenso
             exact_values, exact_index = data.movedim(d, -1)[wrong].max(-1)
             index = index.masked_scatter(wrong, exact_index)
             values = values.masked_scatter(wrong, exact_values)
-        if differentiable:
-            values = x.gather(d, index.unsqueeze(d)).squeeze(d)
-        results.append((values, index))
+        results.append(_recorded(x, d, (values, index)))
     return results
+
+
+def _recorded(x: torch.Tensor, d: int,
+              found: Tuple[torch.Tensor, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``found`` (maxima, indices); where autograd records, the maxima gathered from ``x`` at
+    the indices, so that gradients flow as through ``torch.max``."""
+    values, index = found
+    if torch.is_grad_enabled() and x.requires_grad:
+        values = x.gather(d, index.unsqueeze(d)).squeeze(d)
+    return values, index

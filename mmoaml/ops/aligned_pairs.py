@@ -7,45 +7,26 @@ head then takes its PyTorch path. The pairs are split into one contiguous share 
 ``torch.get_num_threads()`` thread (the kernel call releases the GIL).
 """
 import ctypes
-import functools
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
-from .native import NativeUnavailable, load_library, native_enabled
+from .native import load_function, native_enabled, split_over_threads
 
 SOURCE = Path(__file__).with_name('aligned_pairs.c')
+SYMBOL = 'mmoaml_aligned_pair_maxima'
+_PTR, _I64 = ctypes.c_void_p, ctypes.c_int64
+#: (probe, gallery, n, channels, hw, bf16, hidden_p, hidden_g, hidden_value, max_p, arg_p,
+#: max_g, arg_g) -> 0, or -1 when out of memory
+ARGTYPES = (_PTR, _PTR, _I64, _I64, _I64, ctypes.c_int, _PTR, _PTR, ctypes.c_float, _PTR, _PTR,
+            _PTR, _PTR)
 _MIN_PAIRS_PER_THREAD = 8  # below this a thread's start costs more than its share
 
 
-def bind(library: ctypes.CDLL) -> Callable[..., int]:
-    """The kernel's C function in ``library``, with its argument types."""
-    fn = library.mmoaml_aligned_pair_maxima
-    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [ptr, ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ctypes.c_float, ptr, ptr,
-                   ptr, ptr]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-@functools.lru_cache(maxsize=None)
-def load_kernel() -> Optional[Callable[..., int]]:
-    """The kernel's C function, built on first use; None (with one warning) where it cannot
-    be built or loaded here. ``load_kernel.cache_clear()`` makes the next call try again."""
-    try:
-        return bind(load_library(SOURCE))
-    except NativeUnavailable as err:
-        warnings.warn(f'mmoaml: the aligned-pair QAConv kernel is unavailable ({err}); '
-                      'QAConvHead.match_pairs uses its PyTorch path (slower on the CPU)')
-        return None
-
-
-@functools.lru_cache(maxsize=1)
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, 'mmoaml-pairs')
+def load_kernel():
+    """The kernel's C function (built on first use), or None where it is unavailable."""
+    return load_function(SOURCE, SYMBOL, ARGTYPES, ctypes.c_int)
 
 
 def aligned_pair_maxima(
@@ -92,10 +73,6 @@ def aligned_pair_maxima(
         return kernel(at(maps[0]), at(maps[1]), stop - start, channels, hw, int(bf16),
                       at(masks[0]), at(masks[1]), hidden_value, *(at(t) for t in outputs))
 
-    workers = max(1, min(torch.get_num_threads(), n // _MIN_PAIRS_PER_THREAD))
-    bounds = [n * i // workers for i in range(workers + 1)]
-    codes = [run(0, n)] if workers == 1 else list(_pool(workers).map(run, bounds[:-1],
-                                                                        bounds[1:]))
-    if any(codes):
+    if any(split_over_threads(n, run, _MIN_PAIRS_PER_THREAD)):
         raise MemoryError('mmoaml aligned-pair kernel: cannot allocate its scratch memory')
     return tuple(outputs)

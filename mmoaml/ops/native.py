@@ -9,17 +9,24 @@ another machine sharing the cache builds its own copy. Builds write a temporary 
 it, so concurrent processes (DDP ranks) never load a half-written library.
 
 ``MMOAML_NATIVE=0`` switches every compiled path off (the PyTorch paths run instead);
-:func:`native_enabled` reads it at each call.
+:func:`native_enabled` reads it at each call. :func:`load_function` gives a typed C function,
+or None with one warning where its library cannot be built; :func:`split_over_threads` runs a
+kernel over ``torch.get_num_threads()`` shares of its work (a ctypes call releases the GIL).
 """
 import ctypes
+import functools
 import hashlib
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
 
 FLAGS = ('-O3', '-march=native', '-std=gnu11', '-ffp-contract=fast', '-shared', '-fPIC')
 _COMPILERS = ('cc', 'gcc', 'clang')
@@ -112,3 +119,44 @@ def load_library(source: Path, flags: Sequence[str] = FLAGS) -> ctypes.CDLL:
         return ctypes.CDLL(str(path))
     except OSError as err:
         raise NativeUnavailable(f'cannot load {path}: {err}') from err
+
+
+def bind(library: ctypes.CDLL, symbol: str, argtypes: Tuple, restype) -> Callable:
+    """``library.symbol`` with its argument and result types."""
+    fn = getattr(library, symbol)
+    fn.argtypes = list(argtypes)
+    fn.restype = restype
+    return fn
+
+
+@functools.lru_cache(maxsize=None)
+def load_function(source: Path, symbol: str, argtypes: Tuple, restype) -> Optional[Callable]:
+    """:func:`bind` of the library built from ``source``; None, with one warning, where it
+    cannot be built or loaded here. ``load_function.cache_clear()`` makes the next call try
+    again."""
+    try:
+        return bind(load_library(source), symbol, argtypes, restype)
+    except NativeUnavailable as err:
+        warnings.warn(f'mmoaml: the compiled kernel {source.name} is unavailable ({err}); its '
+                      'caller uses its PyTorch path (slower on the CPU)')
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, 'mmoaml-native')
+
+
+# A forked child inherits the pool object but not its threads: it would wait on them forever.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
+def split_over_threads(n: int, run: Callable[[int, int], int], min_share: int) -> List[int]:
+    """``run(start, stop)`` over contiguous shares of ``range(n)``, one per
+    ``torch.get_num_threads()`` thread (fewer where a share would hold under ``min_share``
+    items); the results in order."""
+    workers = max(1, min(torch.get_num_threads(), n // max(1, min_share)))
+    if workers == 1:
+        return [run(0, n)]
+    bounds = [n * i // workers for i in range(workers + 1)]
+    return list(_pool(workers).map(run, bounds[:-1], bounds[1:]))

@@ -1,9 +1,20 @@
 """first_maxima equals torch.max (maxima, first indices, gradients) on the inputs where its
-integer keys could go wrong: ties, float32 near-ties, signed zeros, NaN, infinities."""
+integer keys or its compiled kernel could go wrong: ties, float32 near-ties, signed zeros, NaN,
+infinities. Every test runs through the compiled kernel and through the keys."""
 import pytest
 import torch
 
 from mmoaml.models.first_maxima import first_maxima
+from mmoaml.ops.axis_maxima import load_kernel
+
+
+@pytest.fixture(autouse=True, params=['compiled', 'keys'])
+def path(request, monkeypatch):
+    if request.param == 'keys':
+        monkeypatch.setenv('MMOAML_NATIVE', '0')
+    elif load_kernel() is None:
+        pytest.fail('the axis-maxima kernel did not build; every CI machine has a C compiler')
+    return request.param
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 

@@ -1,6 +1,7 @@
 """mmoaml.ops.aligned_pair_maxima (the compiled kernel) against the definition: maxima of each
 aligned pair's cosine block, first indices (torch.max's rules: ties, NaN), hidden locations,
 bfloat16 rounding, threads; and QAConvHead.match_pairs with and without it."""
+import ctypes
 import platform
 
 import numpy as np
@@ -8,9 +9,9 @@ import pytest
 import torch
 
 from mmoaml.models.heads import QAConvHead
-from mmoaml.ops import aligned_pair_maxima, aligned_pairs, load_kernel, load_library
-from mmoaml.ops.aligned_pairs import SOURCE, bind
-from mmoaml.ops.native import FLAGS
+from mmoaml.ops import aligned_pair_maxima, aligned_pairs, load_library
+from mmoaml.ops.aligned_pairs import ARGTYPES, SOURCE, SYMBOL, load_kernel
+from mmoaml.ops.native import FLAGS, bind
 
 HIDDEN = -4.0
 # (pairs, channels, locations): maps smaller than a vector, 7x7 (48 tiled + 1 leftover column,
@@ -185,7 +186,7 @@ def test_builds_without_avx512_give_the_same_maxima(monkeypatch, tmp_path, march
     native = [aligned_pair_maxima(*case) for case in cases]
     monkeypatch.setenv('MMOAML_CACHE', str(tmp_path))
     flags = [f for f in FLAGS if f != '-march=native'] + ([f'-march={march}'] if march else [])
-    portable = bind(load_library(SOURCE, flags))
+    portable = bind(load_library(SOURCE, flags), SYMBOL, ARGTYPES, ctypes.c_int)
     monkeypatch.setattr(aligned_pairs, 'load_kernel', lambda: portable)
     for case, expected in zip(cases, native):
         got = aligned_pair_maxima(*case)

@@ -1,22 +1,24 @@
 """mmoaml.ops.native: one build per source, compiler and CPU, reused from the cache; a machine
 without a compiler (or MMOAML_NATIVE=0) gets the PyTorch path, with one warning."""
+import multiprocessing
 import warnings
 
 import pytest
 import torch
 
 from mmoaml.models.heads import QAConvHead
-from mmoaml.ops import NativeUnavailable, aligned_pair_maxima, cache_dir, load_kernel, load_library
+from mmoaml.ops import (NativeUnavailable, aligned_pair_maxima, cache_dir, load_function,
+                        load_library)
 from mmoaml.ops.aligned_pairs import SOURCE
 
 
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):
-    """An empty library cache, and the kernel loaded anew before and after the test."""
+    """An empty library cache, and the kernels loaded anew before and after the test."""
     monkeypatch.setenv('MMOAML_CACHE', str(tmp_path))
-    load_kernel.cache_clear()
+    load_function.cache_clear()
     yield tmp_path / 'native'
-    load_kernel.cache_clear()
+    load_function.cache_clear()
 
 
 def test_builds_once_into_the_cache_and_reuses_it(fresh_cache):
@@ -45,10 +47,10 @@ def test_without_a_compiler_match_pairs_warns_once_and_scores_the_same(fresh_cac
                                                                       generator=g)
     expected = head.match_pairs(probe, gallery)  # through the kernel
     monkeypatch.setenv('CC', '/nonexistent/cc')
-    load_kernel.cache_clear()
+    load_function.cache_clear()
     with pytest.raises(NativeUnavailable, match='/nonexistent/cc'):
         load_library(SOURCE)
-    with pytest.warns(UserWarning, match='PyTorch path'):
+    with pytest.warns(UserWarning, match='aligned_pairs.c is unavailable.*PyTorch path'):
         scores = head.match_pairs(probe, gallery)
     torch.testing.assert_close(scores, expected, atol=1e-5, rtol=0)
     with warnings.catch_warnings():
@@ -68,3 +70,24 @@ def test_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setenv('MMOAML_NATIVE', '0')
     probe = torch.randn(2, 8, 6)
     assert aligned_pair_maxima(probe, probe, False, None, None, -4.0) is None
+
+
+def test_a_forked_child_gets_threads_of_its_own():
+    """The thread pool of the parent has no threads in a forked child; the child must not wait
+    on them."""
+    probe = torch.randn(40, 16, 49)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        expected = aligned_pair_maxima(probe, probe, False, None, None, -4.0)[1]
+        ctx = multiprocessing.get_context('fork')
+        with ctx.Pool(1) as pool:
+            got = pool.apply_async(_pair_indices_in_child, (probe, )).get(timeout=60)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(got, expected)
+
+
+def _pair_indices_in_child(probe):
+    torch.set_num_threads(2)
+    return aligned_pair_maxima(probe, probe, False, None, None, -4.0)[1]

@@ -50,8 +50,8 @@ CHECK = textwrap.dedent('''
         print('mmoaml:: fromfile: ok')
     except Exception as err:  # MMEngine 0.10.x: only _base_ entries resolve "pkg::"
         print('mmoaml:: fromfile:', type(err).__name__)
-    from mmoaml.ops import load_kernel  # built from the installed package's own source
-    print('kernel:', load_kernel() is not None)
+    from mmoaml.ops import aligned_pairs, axis_maxima  # built from the installed sources
+    print('kernels:', *(m.load_kernel() is not None for m in (aligned_pairs, axis_maxima)))
     try:
         from mmoaml.apis import init_model
     except ImportError:
@@ -88,7 +88,8 @@ def test_wheel_carries_configs_tools_and_license(wheel):
     assert 'mmoaml/.mim/model-index.yml' in names
     assert 'mmoaml/.mim/tools/train.py' in names and 'mmoaml/.mim/tools/dist_train.sh' in names
     assert 'mmoaml/.mim/tools/dataset_converters/folder_to_rec.py' in names
-    assert 'mmoaml/ops/aligned_pairs.c' in names  # the kernel's source, built on first use
+    # the kernels' sources, built on first use
+    assert {'mmoaml/ops/aligned_pairs.c', 'mmoaml/ops/axis_maxima.c'} <= set(names)
     assert not any('__pycache__' in n for n in names)
     assert any(n.endswith('.dist-info/LICENSE') for n in names) or any(
         n.endswith('/licenses/LICENSE') for n in names)
@@ -115,7 +116,7 @@ def test_installed_wheel_loads_its_configs_outside_the_repo(wheel, tmp_path):
     out = _run([python, '-c', CHECK, str(REPO)], cwd=work, env=env)
     assert 'installed config: OAML' in out
     assert 'external base: OAML' in out
-    assert 'kernel: True' in out
+    assert 'kernels: True True' in out
     if 'init_model: no mmoaml.apis' not in out:
         assert 'init_model: OAML' in out, out
     print(out)
