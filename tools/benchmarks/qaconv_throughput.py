@@ -2,8 +2,8 @@
 
 Scores a ``P x G`` set of 7x7x512 maps with ``QAConvHead.match`` in eval mode (default chunking)
 in float32 and bfloat16, with and without visibility maps, plus verification-style aligned pairs
-(``match_pairs``, with and without visibility: through the compiled kernel of ``mmoaml.ops``,
-and in the rows ``pairs PyTorch`` through the head's PyTorch path, ``MMOAML_NATIVE=0``), and
+(``match_pairs``, with and without visibility), through the compiled kernels of ``mmoaml.ops``
+and, in the rows named ``PyTorch``, through the PyTorch paths (``MMOAML_NATIVE=0``), and
 measures in the same run, alternating with the head's cases, the best ``torch.matmul`` rate of
 each precision over a few shapes (including the head's own block shape). Useful work per pair
 is the correlation, ``2 * 49 * 49 * 512`` FLOPs; normalising the maps, the maxima, BN and fc
@@ -14,8 +14,8 @@ because each map is used once. Every time is the best of ``--repeats`` rounds af
 round, each round calling every case in turn, which filters out other load on a shared machine.
 The last lines give the throughput with visibility over that without, per precision (``vis``
 hides about a fifth of the locations, so the ``'mask'`` exclusion runs; ``vis, 0 hidden`` is the
-same visibility with none hidden: the weighting alone), and the kernel's throughput over the
-PyTorch path's.
+same visibility with none hidden: the weighting alone), and the kernels' throughput over the
+PyTorch paths'.
 
 Example::
 
@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 
 from mmoaml.models.heads import QAConvHead
-from mmoaml.ops import load_kernel
+from mmoaml.ops import aligned_pairs, axis_maxima
 
 C, H, W = 512, 7, 7
 FLOPS_PER_PAIR = 2 * (H * W)**2 * C
@@ -76,7 +76,7 @@ def pair_bounds(head: QAConvHead, probe: torch.Tensor, gallery: torch.Tensor,
             'read fp32 maps once': (n, lambda: (probe.sum(), gallery.sum()))}
 
 
-def without_kernel(fn: Callable[[], object]) -> Callable[[], object]:
+def without_kernels(fn: Callable[[], object]) -> Callable[[], object]:
     """``fn`` run with the compiled kernels switched off (``MMOAML_NATIVE=0``)."""
 
     def run():
@@ -138,13 +138,15 @@ def main() -> None:
                                                              gallery_vis, dtype=dtype)),
                 'match, vis, 0 hidden': (all_pairs,
                                          lambda: head.match(probe, gallery, *soft, dtype=dtype)),
+                'match PyTorch, vis': (all_pairs, without_kernels(lambda: head.match(
+                    probe, gallery, probe_vis, gallery_vis, dtype=dtype))),
                 'match_pairs, no vis': (args.pairs, lambda: head.match_pairs(
                     pair_probe, pair_gallery, dtype=dtype)),
                 'match_pairs, vis': (args.pairs, lambda: head.match_pairs(
                     pair_probe, pair_gallery, pair_probe_vis, pair_gallery_vis, dtype=dtype)),
-                'pairs PyTorch, no vis': (args.pairs, without_kernel(lambda: head.match_pairs(
+                'pairs PyTorch, no vis': (args.pairs, without_kernels(lambda: head.match_pairs(
                     pair_probe, pair_gallery, dtype=dtype))),
-                'pairs PyTorch, vis': (args.pairs, without_kernel(lambda: head.match_pairs(
+                'pairs PyTorch, vis': (args.pairs, without_kernels(lambda: head.match_pairs(
                     pair_probe, pair_gallery, pair_probe_vis, pair_gallery_vis, dtype=dtype))),
             }
             cases.update(pair_bounds(head, pair_probe, pair_gallery, dtype))
@@ -167,8 +169,8 @@ def main() -> None:
           f'best of {args.repeats} alternating rounds')
     for name, (gflops, shape) in peaks.items():
         print(f'matmul peak {name}: {gflops:8.1f} GFLOP/s (best shape m,n,k={shape})')
-    if load_kernel() is None:
-        print('note: no compiled kernel here, match_pairs ran its PyTorch path in both rows')
+    if None in (aligned_pairs.load_kernel(), axis_maxima.load_kernel()):
+        print('note: a compiled kernel is missing here, its rows ran the PyTorch path')
     header = (f'{"precision":<9} {"case":<21} {"chunk PxG":>9} {"pairs/s":>12} '
               f'{"useful GFLOP/s":>15} {"% own peak":>10} {"% best peak":>11}')
     print(header)
@@ -180,6 +182,8 @@ def main() -> None:
         for call, case in (('match', 'vis'), ('match', 'vis, 0 hidden'), ('match_pairs', 'vis')):
             ratio = seconds_of[(name, f'{call}, no vis')] / seconds_of[(name, f'{call}, {case}')]
             print(f'{name} {call} {case} / no vis throughput: {ratio:.3f}')
+        ratio = seconds_of[(name, 'match, no vis')] / seconds_of[(name, 'match PyTorch, vis')]
+        print(f'{name} match vis (PyTorch path) / no vis throughput: {ratio:.3f}')
         for case in ('no vis', 'vis'):
             ratio = seconds_of[(name, f'pairs PyTorch, {case}')] / seconds_of[
                 (name, f'match_pairs, {case}')]
