@@ -6,7 +6,8 @@ mode would keep them apart, at half the float32 speed) and cached under ``$MMOAM
 ``$XDG_CACHE_HOME/mmoaml``, i.e. ``~/.cache/mmoaml``), in a file named after the hash of the
 source, the compiler, the flags and the CPU, so that an edited source, another compiler or
 another machine sharing the cache builds its own copy. Builds write a temporary file and rename
-it, so concurrent processes (DDP ranks) never load a half-written library.
+it, so concurrent processes (DDP ranks) never load a half-written library. A library found in
+the cache is loaded as it is: keep the cache where only you can write.
 
 ``MMOAML_NATIVE=0`` switches every compiled path off (the PyTorch paths run instead);
 :func:`native_enabled` reads it at each call. :func:`load_function` gives a typed C function,
