@@ -51,6 +51,27 @@ def safe_loader():
     install_safe_checkpoint_loader()
 
 
+@pytest.fixture
+def qaconv_pairs():
+    """``make(n, seed, with_vis)`` -> ``(probe, gallery, probe_vis, gallery_vis)``: ``n``
+    aligned pairs of random 7x7x512 maps, the first half correlated (maxima near 1), and, with
+    ``with_vis``, soft visibility with about a fifth hidden (``[n, 49]`` and ``[n, 1, 7, 7]``,
+    both layouts the head takes); else None."""
+    import torch
+
+    def make(n, seed, with_vis):
+        g = torch.Generator().manual_seed(seed)
+        probe, gallery = (torch.randn(n, 512, 7, 7, generator=g) for _ in range(2))
+        gallery[:n // 2] = probe[:n // 2] + 0.5 * gallery[:n // 2]
+        if not with_vis:
+            return probe, gallery, None, None
+        pv = torch.rand(n, 49, generator=g) * (torch.rand(n, 49, generator=g) > 0.2)
+        gv = torch.rand(n, 1, 7, 7, generator=g) * (torch.rand(n, 1, 7, 7, generator=g) > 0.2)
+        return probe, gallery, pv, gv
+
+    return make
+
+
 def pytest_collection_modifyitems(config, items):
     """Run the tests marked ``forks_training`` first.
 

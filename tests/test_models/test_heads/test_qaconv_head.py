@@ -336,18 +336,12 @@ def test_chunked_equals_unchunked_and_pairs_equal_diagonal(with_vis):
 
 @pytest.mark.parametrize('train', [False, True])
 @pytest.mark.parametrize('with_vis', [False, True])
-def test_match_pairs_equals_match_diagonal_at_full_size(with_vis, train):
-    """Channel-major pair path (bmm of a transposed operand) against match's block layout."""
+def test_match_pairs_equals_match_diagonal_at_full_size(qaconv_pairs, with_vis, train):
+    """match_pairs (the compiled kernel in eval mode, the batched product of channel-major maps
+    in train mode) against match's block layout."""
     head = QAConvHead(512, 7, 7)
     _randomise(head, seed=3).train(train)
-    g = torch.Generator().manual_seed(40)
-    probe, gallery = torch.randn(6, 512, 7, 7, generator=g), torch.randn(6, 512, 7, 7,
-                                                                        generator=g)
-    gallery[:3] = probe[:3] + 0.5 * gallery[:3]
-    pv = gv = None
-    if with_vis:
-        pv = torch.rand(6, 49, generator=g) * (torch.rand(6, 49, generator=g) > 0.2)
-        gv = torch.rand(6, 1, 7, 7, generator=g) * (torch.rand(6, 1, 7, 7, generator=g) > 0.2)
+    probe, gallery, pv, gv = qaconv_pairs(6, 40, with_vis)
     if train:  # batch statistics: the same set of pairs, (probe 0, gallery k) for every k
         n = probe.shape[0]
         rep_pv = None if pv is None else pv[:1].expand(n, -1)
