@@ -26,7 +26,6 @@
  * AVX-512 register) where the machine has AVX-512, else 8 (one AVX2 register, or two SSE or
  * NEON ones), with smaller register tiles (see TILE_ROWS).
  */
-#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,9 +47,7 @@
 #define TILE_VECS 3
 #define TILE_COLS (TILE_VECS * LANES)
 #define SPLIT 4 /* probe vectors per pass over a leftover column */
-#ifndef BLOCK_WORDS
 #define BLOCK_WORDS 32 /* words per pass over the tiles: their gallery vectors stay in L1 */
-#endif
 #define LINE 64 /* cache line bytes */
 
 typedef float vec __attribute__((vector_size(LANES * 4)));
