@@ -149,7 +149,8 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 
 # A forked child inherits the pool object but not its threads: it would wait on them forever.
-os.register_at_fork(after_in_child=_pool.cache_clear)
+if hasattr(os, 'register_at_fork'):  # POSIX; elsewhere nothing forks
+    os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 def split_over_threads(n: int, run: Callable[[int, int], int], min_share: int) -> List[int]:
